@@ -1,0 +1,1 @@
+"""The arbiter: the .arb policy language, the gate and the ledger."""

@@ -1,0 +1,217 @@
+"""One typed, frozen settings object, read from ``SOVEREIGN_*`` variables and ``.env``.
+
+Its fields and defaults are the configuration reference (the README's table is made from
+them). Unknown ``SOVEREIGN_*`` variables are an error, so a misspelt setting is caught at
+start-up rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from arbiter.errors import ConfigError
+
+PREFIX = "SOVEREIGN_"
+
+LocalBackendName = Literal["auto", "ollama", "openai_compat", "embedded", "fake"]
+
+
+class Settings(BaseSettings):
+    """Everything a sovereign process can be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        populate_by_name=True,
+    )
+
+    # Where things live.
+    broker_url: str | None = Field(
+        default=None,
+        description="Redis URL of the broker; unset starts an embedded Valkey under var/.",
+    )
+    database_url: str = Field(
+        default="sqlite:///var/sovereign.db",
+        description="SQLAlchemy URL of the ledger; PostgreSQL for several machines.",
+    )
+    var_dir: Path = Field(default=Path("var"), description="Data folder for the embedded parts.")
+    policy_path: Path = Field(default=Path("rules"), description="Policy file or folder (*.arb).")
+    prices_path: Path = Field(default=Path("rules/prices.toml"), description="Price table.")
+    timezone: str = Field(default="UTC", description="Time zone of the day and month budgets.")
+
+    # Queues and processes.
+    queue_local: str = Field(default="local", description="Queue of local-model work.")
+    queue_cloud: str = Field(default="cloud", description="Queue of cloud-model work.")
+    queue_control: str = Field(default="control", description="Queue of maintenance work.")
+    local_concurrency: int = Field(default=1, ge=1, description="Local worker processes.")
+    cloud_concurrency: int = Field(default=8, ge=1, description="Cloud worker concurrency.")
+    beat_interval_s: float = Field(
+        default=120.0, gt=0, description="Seconds between research topics queued by beat."
+    )
+    maintenance_interval_s: float = Field(
+        default=60.0, gt=0, description="Seconds between reservation-expiry sweeps."
+    )
+    reservation_ttl_s: float = Field(
+        default=3600.0, gt=0, description="A held reservation older than this is expired."
+    )
+    task_time_limit_s: float = Field(
+        default=900.0, gt=0, description="Hard limit of one task; the visibility timeout is longer."
+    )
+
+    # Tasks.
+    max_prompt_chars: int = Field(default=200_000, ge=1, description="Largest accepted prompt.")
+    default_max_tokens: int = Field(default=1024, ge=1, description="Output cap when none given.")
+    max_retries: int = Field(default=5, ge=0, description="Retries of a transient backend error.")
+    retry_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay (doubles).")
+    retry_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest retry delay.")
+
+    # Flower.
+    flower_address: str = Field(default="127.0.0.1", description="Flower's listening address.")
+    flower_port: int = Field(default=5555, description="Flower's port.")
+    flower_user: str | None = Field(default=None, description="Flower basic-auth user.")
+    flower_password: SecretStr | None = Field(
+        default=None, description="Flower basic-auth password."
+    )
+
+    # Model backends.
+    local_backend: LocalBackendName = Field(
+        default="auto",
+        description="auto: Ollama when it answers, else embedded llama.cpp.",
+    )
+    local_model: str = Field(
+        default="smollm2-135m", description="Local model the default policy routes to."
+    )
+    ollama_host: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SOVEREIGN_OLLAMA_HOST", "OLLAMA_HOST"),
+        description="Ollama server (falls back to OLLAMA_HOST, then http://127.0.0.1:11434).",
+    )
+    ollama_keep_alive: str = Field(default="10m", description="How long Ollama keeps a model.")
+    openai_compat_base_url: str | None = Field(
+        default=None, description="Base URL of a local OpenAI-compatible server (llama.cpp, vLLM)."
+    )
+    embedded_model_path: Path | None = Field(
+        default=None, description="GGUF file for embedded llama.cpp (default: SmolLM2-135M)."
+    )
+    embedded_n_ctx: int = Field(default=2048, ge=256, description="Embedded context window.")
+    openai_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SOVEREIGN_OPENAI_API_KEY", "OPENAI_API_KEY"),
+        description="OpenAI key (or OPENAI_API_KEY, or the secrets file).",
+    )
+    openai_base_url: str | None = Field(default=None, description="Override of the OpenAI URL.")
+    anthropic_api_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("SOVEREIGN_ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY"),
+        description="Anthropic key (or ANTHROPIC_API_KEY, or the secrets file).",
+    )
+    anthropic_base_url: str | None = Field(
+        default=None, description="Override of the Anthropic URL."
+    )
+    secrets_file: Path | None = Field(
+        default=None, description="File of KEY=value lines holding API keys."
+    )
+    request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one model call.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as Europe/Paris")
+        return value
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def secret(self, name: Literal["openai_api_key", "anthropic_api_key"]) -> str | None:
+        """An API key from the environment, else from the secrets file; never logged."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None and value.get_secret_value():
+            return value.get_secret_value()
+        if self.secrets_file is None:
+            return None
+        return read_secrets_file(self.secrets_file).get(name.upper())
+
+
+def read_secrets_file(path: Path) -> dict[str, str]:
+    """Read ``KEY=value`` lines; blank lines and ``#`` comments are skipped."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the secrets file {path} ({exc.strerror}); "
+            "fix SOVEREIGN_SECRETS_FILE or create the file"
+        ) from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise ConfigError(f"{path}:{number}: expected KEY=value in the secrets file")
+        values[key.strip().upper()] = value.strip().strip('"').strip("'")
+    return values
+
+
+def _known_env_names() -> set[str]:
+    names = set()
+    for name, field in Settings.model_fields.items():
+        names.add(PREFIX + name.upper())
+        alias = field.validation_alias
+        if isinstance(alias, AliasChoices):
+            names.update(str(choice).upper() for choice in alias.choices)
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """Sentences naming every ``SOVEREIGN_*`` variable that is not a setting."""
+    known = _known_env_names()
+    problems = []
+    for key in sorted(environ):
+        if key.upper().startswith(PREFIX) and key.upper() not in known:
+            close = difflib.get_close_matches(key.upper(), sorted(known), n=1)
+            hint = f"; did you mean {close[0]}?" if close else ""
+            problems.append(f"unknown setting {key}{hint}")
+    return problems
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings, reporting unknown variables and invalid values as one ConfigError."""
+    env = os.environ if environ is None else environ
+    problems = unknown_variables(env)
+    if problems:
+        raise ConfigError("; ".join(problems) + " (see the configuration table in README.md)")
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        # An explicit mapping stands in for the environment (tests, subprocess set-up).
+        saved = dict(os.environ)
+        try:
+            os.environ.clear()
+            os.environ.update(env)
+            return Settings(**overrides)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "settings"
+            message = str(err["msg"]).removeprefix("Value error, ")
+            parts.append(f"{PREFIX}{field.upper()}: {message}")
+        raise ConfigError("invalid settings: " + "; ".join(parts)) from None

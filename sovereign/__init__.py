@@ -1,0 +1,1 @@
+"""The ``sovereign`` command line: a thin layer over the library packages."""

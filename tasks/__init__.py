@@ -1,0 +1,1 @@
+"""The Celery app, the pre-dispatch router and the task functions."""
