@@ -1,0 +1,82 @@
+"""Local OpenAI-compatible servers (llama.cpp's server, LM Studio, vLLM, Ollama's /v1)."""
+
+from __future__ import annotations
+
+import threading
+
+import openai
+
+from workers import openai_wire
+from workers.openai_wire import Api
+from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier
+
+# Local servers ignore the key, but the SDK insists on one.
+PLACEHOLDER_KEY = "sk-no-key-required"
+PROBE_TIMEOUT_S = 2.0
+
+
+class OpenAICompatBackend:
+    """A local server speaking OpenAI's wire format; chat/completions by default."""
+
+    name = "openai_compat"
+    tier: Tier = "local"
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        api: Api = "chat",
+        api_key: str | None = None,
+        timeout_s: float = 120.0,
+        strict_schema: bool = False,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.api: Api = api
+        self._key = api_key or PLACEHOLDER_KEY
+        self._timeout_s = timeout_s
+        self._strict = strict_schema
+        self._client: openai.OpenAI | None = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"OpenAICompatBackend(base_url={self.base_url!r}, api={self.api!r})"
+
+    def _get_client(self) -> openai.OpenAI:
+        with self._lock:
+            if self._client is None:
+                self._client = openai_wire.make_client(
+                    api_key=self._key, base_url=self.base_url, timeout_s=self._timeout_s
+                )
+            return self._client
+
+    def complete(self, req: CompletionRequest) -> Completion:
+        """Send ``req`` to the local server."""
+        return openai_wire.complete(
+            self._get_client(),
+            req,
+            api=self.api,
+            provider=self.name,
+            where=self.base_url,
+            secrets=(self._key if self._key != PLACEHOLDER_KEY else None,),
+            # Older local servers know only ``max_tokens``.
+            max_tokens_field="max_tokens",
+            strict_schema=self._strict,
+        )
+
+    def probe(self) -> ProbeResult:
+        """``GET /models``: available when the server answers, with the models it serves."""
+        try:
+            page = self._get_client().models.list(timeout=PROBE_TIMEOUT_S)
+            models = tuple(sorted(m.id for m in page.data))
+        except openai.OpenAIError as exc:
+            error = openai_wire.translate_error(
+                exc, provider=self.name, model="", timeout_s=PROBE_TIMEOUT_S, where=self.base_url
+            )
+            return ProbeResult(False, (), str(error))
+        return ProbeResult(True, models, f"answering at {self.base_url}")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None

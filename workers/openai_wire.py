@@ -1,0 +1,193 @@
+"""The OpenAI SDK calls shared by OpenAI cloud and local OpenAI-compatible servers.
+
+Two wire formats: ``/v1/chat/completions`` (what every compatible server speaks) and
+``/v1/responses`` (OpenAI's newer API). Both count cached tokens inside the prompt
+tokens, so their usage has the ``included`` cache convention.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any, Literal, cast
+
+import openai
+
+from arbiter.errors import BackendError
+from arbiter.usage import Usage
+from workers import failures
+from workers.protocol import Completion, CompletionRequest, Timings
+from workers.retry import retry_after_from_headers
+from workers.structured import parse_answer
+
+Api = Literal["responses", "chat"]
+SCHEMA_NAME = "output"
+
+
+def make_client(*, api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenAI:
+    """A client that never retries by itself; Celery owns retries."""
+    return openai.OpenAI(api_key=api_key, base_url=base_url, timeout=timeout_s, max_retries=0)
+
+
+def usage_from_chat(usage: Any) -> Usage:
+    """``CompletionUsage`` (chat/completions) to :class:`Usage`."""
+    if usage is None:
+        return Usage(convention="included")
+    details = getattr(usage, "prompt_tokens_details", None)
+    return Usage(
+        input_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+        cache_write_tokens=int(getattr(details, "cache_write_tokens", 0) or 0),
+        convention="included",
+    )
+
+
+def usage_from_responses(usage: Any) -> Usage:
+    """``ResponseUsage`` (responses) to :class:`Usage`."""
+    if usage is None:
+        return Usage(convention="included")
+    details = getattr(usage, "input_tokens_details", None)
+    return Usage(
+        input_tokens=int(getattr(usage, "input_tokens", 0) or 0),
+        output_tokens=int(getattr(usage, "output_tokens", 0) or 0),
+        cached_tokens=int(getattr(details, "cached_tokens", 0) or 0),
+        cache_write_tokens=int(getattr(details, "cache_write_tokens", 0) or 0),
+        convention="included",
+    )
+
+
+def translate_error(
+    exc: openai.OpenAIError,
+    *,
+    provider: str,
+    model: str,
+    timeout_s: float,
+    where: str,
+    key_env: str | None = None,
+    secrets: Iterable[str | None] = (),
+) -> BackendError:
+    """The backend error for an exception the OpenAI SDK raised."""
+    if isinstance(exc, openai.APITimeoutError):
+        return failures.timed_out(provider, timeout_s)
+    if isinstance(exc, openai.APIConnectionError):
+        return failures.unreachable(provider, where, "check that the server is running")
+    if isinstance(exc, openai.APIStatusError):
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") if isinstance(body.get("message"), str) else exc.message
+        return failures.from_status(
+            provider=provider,
+            status=exc.status_code,
+            message=str(message),
+            model=model,
+            retry_after_s=retry_after_from_headers(exc.response.headers),
+            error_type=exc.type,
+            error_code=exc.code,
+            key_env=key_env,
+            secrets=secrets,
+        )
+    # Anything else from the SDK (a malformed answer, say) is not worth a retry.
+    return failures.from_status(
+        provider=provider, status=0, message=str(exc), model=model, secrets=secrets
+    )
+
+
+def complete(
+    client: openai.OpenAI,
+    req: CompletionRequest,
+    *,
+    api: Api,
+    provider: str,
+    where: str,
+    key_env: str | None = None,
+    secrets: Iterable[str | None] = (),
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_completion_tokens",
+    strict_schema: bool = False,
+) -> Completion:
+    """Run ``req`` through ``client`` in the ``api`` wire format."""
+    started = time.perf_counter()
+    try:
+        if api == "chat":
+            text, usage, model, finish = _chat(client, req, max_tokens_field, strict_schema)
+        else:
+            text, usage, model, finish = _responses(client, req, strict_schema)
+    except openai.OpenAIError as exc:
+        # ``from None``: the SDK's exception holds the request, headers and all.
+        raise translate_error(
+            exc,
+            provider=provider,
+            model=req.model,
+            timeout_s=req.timeout_s,
+            where=where,
+            key_env=key_env,
+            secrets=secrets,
+        ) from None
+    latency = time.perf_counter() - started
+    value, problem = parse_answer(text, req.json_schema)
+    return Completion(
+        text=text,
+        json=value,
+        json_error=problem,
+        usage=usage,
+        timings=Timings(latency_s=latency),
+        model=model or req.model,
+        provider=provider,
+        finish_reason=finish,
+        extra={"api": api},
+    )
+
+
+def _chat(
+    client: openai.OpenAI,
+    req: CompletionRequest,
+    max_tokens_field: str,
+    strict_schema: bool,
+) -> tuple[str, Usage, str, str | None]:
+    kwargs: dict[str, Any] = {max_tokens_field: req.max_tokens}
+    if req.json_schema is not None:
+        kwargs["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": SCHEMA_NAME,
+                "schema": req.json_schema,
+                "strict": strict_schema,
+            },
+        }
+    resp = client.chat.completions.create(
+        model=req.model,
+        messages=cast(Any, req.chat_messages()),
+        timeout=req.timeout_s,
+        **kwargs,
+    )
+    choice = resp.choices[0] if resp.choices else None
+    text = (choice.message.content if choice is not None else None) or ""
+    finish = choice.finish_reason if choice is not None else None
+    return text, usage_from_chat(resp.usage), str(resp.model or ""), finish
+
+
+def _responses(
+    client: openai.OpenAI, req: CompletionRequest, strict_schema: bool
+) -> tuple[str, Usage, str, str | None]:
+    kwargs: dict[str, Any] = {}
+    if req.system:
+        kwargs["instructions"] = req.system
+    if req.json_schema is not None:
+        kwargs["text"] = {
+            "format": {
+                "type": "json_schema",
+                "name": SCHEMA_NAME,
+                "schema": req.json_schema,
+                "strict": strict_schema,
+            }
+        }
+    resp = client.responses.create(
+        model=req.model,
+        input=cast(Any, [m.to_dict() for m in req.messages]),
+        max_output_tokens=req.max_tokens,
+        # Nothing is kept on OpenAI's side beyond what the call itself needs.
+        store=False,
+        timeout=req.timeout_s,
+        **kwargs,
+    )
+    status = getattr(resp, "status", None)
+    return resp.output_text, usage_from_responses(resp.usage), str(resp.model or ""), status
