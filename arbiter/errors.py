@@ -85,3 +85,16 @@ class ModelNotFound(PermanentBackendError):
 
 class ConfidentialRefused(PermanentBackendError):
     """A cloud backend was handed a confidential request; it never sends one."""
+
+
+class TaskParked(SovereignError):
+    """The arbiter parked a task for a human's approval; it is not published."""
+
+    def __init__(self, message: str, decision: Any = None, task_id: str | None = None) -> None:
+        super().__init__(message)
+        self.decision = decision
+        self.task_id = task_id
+
+
+class TaskFailed(SovereignError):
+    """A task ran and failed; the message says why."""

@@ -1,0 +1,147 @@
+"""The beat producer: research topics from the backlog, and maintenance.
+
+Exactly one beat may run per deployment, or topics would be queued twice. A lock in the
+broker (``SET NX`` with a time to live, refreshed every tick) enforces it: a second beat
+refuses to start and says which one holds the lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from typing import Any
+
+import redis
+from celery.beat import PersistentScheduler, ScheduleEntry
+
+from arbiter.errors import SovereignError, TaskBlocked, TaskParked
+from tasks.names import BEAT_LOCK_KEY, RESEARCH_ENTRY
+
+log = logging.getLogger("sovereign.beat")
+
+_REFRESH_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE_LUA = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class BeatLock:
+    """A lease in the broker that only one beat holds at a time."""
+
+    def __init__(self, url: str, ttl_s: float) -> None:
+        self.client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        self.ttl_ms = int(ttl_s * 1000)
+        self.token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._refresh = self.client.register_script(_REFRESH_LUA)
+        self._release = self.client.register_script(_RELEASE_LUA)
+
+    def acquire(self) -> None:
+        if self.client.set(BEAT_LOCK_KEY, self.token, nx=True, px=self.ttl_ms):
+            return
+        holder = self.client.get(BEAT_LOCK_KEY)
+        who = holder.decode() if isinstance(holder, bytes) else str(holder)
+        raise SystemExit(
+            f"another beat is already running ({who}); run exactly one beat per deployment "
+            f"(stop the other, or wait {self.ttl_ms // 1000}s if it died)"
+        )
+
+    def refresh(self) -> None:
+        if not self._refresh(keys=[BEAT_LOCK_KEY], args=[self.token, self.ttl_ms]):
+            raise SystemExit("this beat lost its lock to another beat; stopping so only one runs")
+
+    def release(self) -> None:
+        try:
+            self._release(keys=[BEAT_LOCK_KEY], args=[self.token])
+        except redis.RedisError:
+            pass
+
+
+class GovernedScheduler(PersistentScheduler):
+    """Celery's persistent scheduler, plus the beat lock and the research entry."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._lock: BeatLock | None = None
+        self._last_block: str | None = None
+        super().__init__(*args, **kwargs)
+
+    def setup_schedule(self) -> None:
+        ttl = max(60.0, 3 * float(self.max_interval or 30))
+        self._lock = BeatLock(self.app.conf.broker_url, ttl)
+        self._lock.acquire()
+        super().setup_schedule()
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        if self._lock is not None:
+            self._lock.refresh()
+        return float(super().tick(*args, **kwargs))
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
+        if entry.name == RESEARCH_ENTRY:
+            self.queue_research()
+            return
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as exc:  # a broker outage must not stop beat
+            log.error("beat could not queue %s: %s", entry.name, exc)
+
+    def queue_research(self) -> None:
+        """Claim the next backlog topic and submit it; a blocked one is logged once."""
+        from tasks.submit import submit
+
+        runtime = self.app.sovereign_runtime.get()
+        try:
+            topic = runtime.ledger.claim_topic()
+        except SovereignError as exc:
+            log.error("beat could not read the research backlog: %s", exc)
+            return
+        if topic is None:
+            log.debug("research backlog is empty")
+            return
+        try:
+            handle = submit(
+                "research",
+                topic.text,
+                source="beat",
+                depth=topic.depth,
+                topic_id=topic.id,
+                app=self.app,
+            )
+        except TaskBlocked as exc:
+            runtime.ledger.unclaim_topic(topic.id)
+            self._note_block(f"research topic {topic.id} blocked: {exc}")
+            return
+        except TaskParked as exc:
+            log.info("research topic %s waits for approval: %s", topic.id, exc)
+            return
+        except SovereignError as exc:
+            runtime.ledger.unclaim_topic(topic.id)
+            self._note_block(f"research topic {topic.id} not queued: {exc}")
+            return
+        self._last_block = None
+        log.info("queued research topic %s as task %s", topic.id, handle.task_id)
+
+    def _note_block(self, message: str) -> None:
+        # The same refusal every interval (a cap reached) is logged once, not every tick.
+        key = message.split(":", 1)[-1]
+        if key != self._last_block:
+            log.warning("%s", message)
+            self._last_block = key
+        else:
+            log.debug("%s", message)

@@ -1,0 +1,144 @@
+"""The generic completion task: a thin Celery adapter over `run_job`.
+
+`run_job` is a plain function (tests call it without a broker). It re-checks the kill
+switch and the reservation, calls the backend the gate chose, and settles the reservation
+with the real usage, once per task attempt however often the message is redelivered.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from typing import Any
+
+from celery import Celery, Task
+
+from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBackendError
+from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
+from tasks.names import COMPLETE
+from tasks.research import after_research
+from tasks.runtime import Runtime, RuntimeSlot
+from workers.protocol import CompletionRequest
+from workers.retry import backoff_delay
+
+log = logging.getLogger("sovereign.worker")
+
+
+def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> dict[str, Any]:
+    """Run one attempt of a job on the route the gate chose; return the result record."""
+    ledger = runtime.ledger
+    done = ledger.succeeded_call(job.job_id, attempt)
+    if done is not None:
+        # A redelivered message for an attempt that already succeeded: answer from the
+        # ledger, never call (and bill) the model twice.
+        log.info("task %s attempt %s already succeeded; not calling the model again", job.job_id, attempt)
+        return dict(done)
+    if ledger.is_halted():
+        ledger.release(job.job_id, attempt, "halted before the call")
+        raise TaskBlocked(
+            f"task {job.job_id} was halted before its model call: the kill switch is on "
+            "(`sovereign resume` turns it off)",
+            task_id=job.job_id,
+        )
+    if not ledger.reservation_held(job.job_id, attempt):
+        ledger.fail_task(job.job_id, "its budget reservation was no longer held")
+        raise TaskFailed(
+            f"task {job.job_id} attempt {attempt} has no budget reservation held (it expired "
+            "or was released); submit the task again"
+        )
+    route = dict(gate.get("route") or {})
+    ledger.mark_running(job.job_id, attempt)
+    request = CompletionRequest(
+        messages=_messages(job),
+        max_tokens=job.max_tokens,
+        model=str(route.get("model")),
+        json_schema=RESEARCH_SCHEMA if KINDS[job.kind].structured else None,
+        timeout_s=runtime.settings.request_timeout_s,
+        confidential=job.confidential,
+    )
+    started = time.time()
+    try:
+        completion = runtime.backend(route).complete(request)
+    except BackendError:
+        # Nothing was billed for a call that failed: free the reservation now. A retry is
+        # a new attempt that goes through the gate again and reserves afresh.
+        ledger.release(job.job_id, attempt, "the model call failed")
+        raise
+    result = {
+        "task_id": job.job_id,
+        "attempt": attempt,
+        "kind": job.kind,
+        "text": completion.text,
+        "json": completion.json,
+        "provider": completion.provider,
+        "model": completion.model,
+        "usage": completion.usage.to_dict(),
+        "latency_s": round(time.time() - started, 4),
+    }
+    cost = ledger.settle(
+        job.job_id,
+        attempt,
+        completion.usage,
+        provider=completion.provider,
+        model=completion.model,
+        tier=str(route.get("tier", "local")),
+        started_at=started,
+        finished_at=time.time(),
+        result=result,
+    )
+    result["cost_usd"] = cost
+    if job.kind == "research":
+        after_research(runtime, job, result)
+    return result
+
+
+def _messages(job: Job) -> list[dict[str, str]]:
+    messages = []
+    if job.system:
+        messages.append({"role": "system", "content": job.system})
+    messages.append({"role": "user", "content": job.prompt})
+    return messages
+
+
+def register_complete(app: Celery, slot: RuntimeSlot) -> None:
+    """Register the completion task on `app`."""
+
+    @app.task(name=COMPLETE, bind=True, max_retries=None)
+    def complete(
+        self: Task[Any, Any],
+        job: dict[str, Any],
+        gate: dict[str, Any] | None = None,
+        attempt: int = 1,
+        approved: bool = False,
+    ) -> dict[str, Any]:
+        runtime = slot.get()
+        settings = runtime.settings
+        parsed = Job.from_message(job, settings)
+        if gate is None:
+            raise TaskFailed(
+                f"task {parsed.job_id} reached a worker without a gate decision; publish it "
+                "through the sovereign app (its router asks the arbiter)"
+            )
+        try:
+            return run_job(runtime, parsed, attempt, gate)
+        except TransientBackendError as exc:
+            if attempt > settings.max_retries:
+                runtime.ledger.fail_task(parsed.job_id, f"gave up after {attempt} attempts: {exc}")
+                raise TaskFailed(
+                    f"task {parsed.job_id} failed after {attempt} attempts: {exc}"
+                ) from None
+            delay = backoff_delay(
+                attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, random.random
+            )
+            if exc.retry_after_s:
+                delay = max(delay, exc.retry_after_s)
+            log.warning("task %s attempt %s: %s; retrying in %.1fs", parsed.job_id, attempt, exc, delay)
+            raise self.retry(
+                kwargs={"job": parsed.to_message(), "attempt": attempt + 1, "approved": approved},
+                countdown=delay,
+                exc=exc,
+            ) from None
+        except BackendError as exc:
+            runtime.ledger.fail_task(parsed.job_id, str(exc))
+            raise TaskFailed(f"task {parsed.job_id} failed: {exc}") from None

@@ -1,0 +1,113 @@
+"""The pre-dispatch hook: a Celery router that asks the gate before anything is published.
+
+Celery calls routers from ``send_task``, which ``apply_async`` and beat both use, so every
+publish of a governed task passes here. The router receives the very ``kwargs`` that become
+the message body and stamps the gate's answer into it (``kwargs["gate"]``), so the worker
+runs exactly the route that was decided and reserved for.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from arbiter.errors import TaskBlocked, TaskParked
+from arbiter.gate import Admission, TaskRequest
+from tasks.kinds import Job
+from tasks.names import COMPLETE, CONTROL_TASKS
+from tasks.runtime import RuntimeSlot
+
+log = logging.getLogger("sovereign.router")
+
+
+class GateRouter:
+    """Route governed tasks by the arbiter's decision; control tasks to the control queue."""
+
+    def __init__(self, slot: RuntimeSlot) -> None:
+        self._slot = slot
+        self._last = threading.local()
+
+    def __call__(
+        self,
+        name: str,
+        args: Any,
+        kwargs: dict[str, Any],
+        options: dict[str, Any],
+        task: Any = None,
+        **_: Any,
+    ) -> dict[str, Any] | None:
+        if name in CONTROL_TASKS:
+            return {"queue": self._slot.get().settings.queue_control}
+        if name != COMPLETE:
+            return None
+        runtime = self._slot.get()
+        job = Job.from_message(kwargs.get("job") or {}, runtime.settings)
+        attempt = _attempt(kwargs)
+        admission = runtime.gate.admit(
+            TaskRequest(
+                task_id=job.job_id,
+                kind=job.kind,
+                estimated_tokens=job.estimated_tokens,
+                max_tokens=job.max_tokens,
+                confidential=job.confidential,
+                source=job.source,
+                depth=job.depth,
+                priority=job.priority,
+                tags=job.tags,
+                topic=str(job.extra.get("topic") or "") or None,
+                attempt=attempt,
+                local_confidence=job.extra.get("local_confidence"),
+                payload={"task": name, "kwargs": {"job": job.to_message()}},
+                approved=bool(kwargs.get("approved")),
+            )
+        )
+        self._last.admission = admission
+        verdict = admission.decision.verdict
+        if verdict in ("deny", "halt"):
+            raise TaskBlocked(_blocked_sentence(job, admission), admission.decision, job.job_id)
+        if verdict == "approval":
+            raise TaskParked(
+                f"task {job.job_id} ({job.kind}) waits for approval: "
+                f"{admission.decision.reason}; grant it with `sovereign approvals grant {job.job_id}`",
+                admission.decision,
+                job.job_id,
+            )
+        route = dict(admission.decision.route or {})
+        kwargs["job"] = job.to_message()
+        kwargs["attempt"] = attempt
+        kwargs["gate"] = {
+            "route": route,
+            "verdict": verdict,
+            "policy_version": admission.policy_version,
+            "decided_by": admission.decision.decided_by,
+        }
+        destination: dict[str, Any] = {"queue": runtime.queue_for(route)}
+        if verdict == "throttle" and admission.countdown_s:
+            # The message header `eta` is what `countdown=` would have set; routers cannot
+            # pass countdown itself, but headers they return are merged into the message.
+            eta = datetime.now(UTC) + timedelta(seconds=float(admission.countdown_s))
+            headers = dict(options.get("headers") or {})
+            headers["eta"] = eta.isoformat()
+            options["headers"] = headers
+            destination["headers"] = headers
+        return destination
+
+    def last_admission(self) -> Admission | None:
+        """The admission of the most recent publish on this thread (for `submit`)."""
+        return getattr(self._last, "admission", None)
+
+
+def _attempt(kwargs: dict[str, Any]) -> int:
+    try:
+        return max(1, int(kwargs.get("attempt") or 1))
+    except (TypeError, ValueError):
+        return 1
+
+
+def _blocked_sentence(job: Job, admission: Admission) -> str:
+    decision = admission.decision
+    who = f" by rule {decision.decided_by}" if decision.decided_by else ""
+    verb = "halted" if decision.verdict == "halt" else "denied"
+    return f"task {job.job_id} ({job.kind}) was {verb}{who}: {decision.reason}"

@@ -1,0 +1,110 @@
+"""`submit(kind, prompt, **options)`: the Python API for scripts.
+
+It validates the job before anything is queued, publishes it through the app (so the
+router asks the gate), and returns a handle carrying the task id and the decision.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from arbiter.errors import BrokerUnavailable, SovereignError, TaskFailed, TaskParked
+from tasks.kinds import make_job
+from tasks.names import COMPLETE
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from celery.result import AsyncResult
+
+    from arbiter import Decision
+
+
+@dataclass
+class Handle:
+    """A submitted (or parked) task: its id, the arbiter's decision, and its result."""
+
+    task_id: str
+    decision: Decision | None
+    queue: str | None
+    parked: bool = False
+    _async: AsyncResult | None = None
+
+    @property
+    def verdict(self) -> str:
+        return self.decision.verdict if self.decision is not None else "proceed"
+
+    def result(self, timeout: float | None = None) -> dict[str, Any]:
+        """Wait for the task and return its result record; a failure raises TaskFailed."""
+        if self.parked or self._async is None:
+            raise TaskParked(
+                f"task {self.task_id} waits for approval and has not run; grant it with "
+                f"`sovereign approvals grant {self.task_id}`",
+                self.decision,
+                self.task_id,
+            )
+        from celery.exceptions import TimeoutError as CeleryTimeout
+
+        try:
+            value = self._async.get(timeout=timeout, propagate=False)
+        except CeleryTimeout:
+            raise TaskFailed(
+                f"task {self.task_id} did not finish within {timeout}s; it is still queued "
+                f"or running (see `sovereign status {self.task_id}`)"
+            ) from None
+        if self._async.failed():
+            raise TaskFailed(str(value) if value else f"task {self.task_id} failed")
+        if not isinstance(value, dict):
+            raise TaskFailed(f"task {self.task_id} returned no result record")
+        return value
+
+
+def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any) -> Handle:
+    """Validate, govern and publish one task.
+
+    Options: ``system``, ``max_tokens``, ``confidential``, ``tags``, ``source``, ``depth``,
+    ``topic_id``, ``priority``, ``job_id``, ``extra``. Deny and halt raise TaskBlocked;
+    a task the policy parks for approval returns a handle with ``parked=True``.
+    """
+    if app is None:
+        from tasks import get_app
+
+        app = get_app()
+    settings = app.sovereign_settings  # type: ignore[attr-defined]
+    job = make_job(settings, kind=kind, prompt=prompt, **options)
+    kwargs: dict[str, Any] = {"job": job.to_message()}
+    router = app.sovereign_router  # type: ignore[attr-defined]
+    try:
+        async_result = app.send_task(COMPLETE, kwargs=kwargs, task_id=job.job_id)
+    except TaskParked as parked:
+        return Handle(job.job_id, parked.decision, None, parked=True)
+    except SovereignError:
+        raise
+    except Exception as exc:
+        # The gate decided and reserved before the publish failed: free the reservation so
+        # the budget is not held by a task that was never queued.
+        _release_unpublished(app, job.job_id, kwargs)
+        raise BrokerUnavailable(
+            f"the broker did not take task {job.job_id} ({_first_line(exc)}); nothing was "
+            "queued; check that the broker runs (`sovereign up`) or fix SOVEREIGN_BROKER_URL"
+        ) from None
+    admission = router.last_admission()
+    decision = admission.decision if admission is not None else None
+    queue = (kwargs.get("gate") or {}).get("route", {}).get("queue") or (
+        app.sovereign_runtime.get().queue_for((kwargs.get("gate") or {}).get("route"))  # type: ignore[attr-defined]
+    )
+    return Handle(job.job_id, decision, queue, _async=async_result)
+
+
+def _release_unpublished(app: Celery, job_id: str, kwargs: dict[str, Any]) -> None:
+    if "gate" not in kwargs:
+        return
+    ledger = app.sovereign_runtime.get().ledger  # type: ignore[attr-defined]
+    attempt = int(kwargs.get("attempt") or 1)
+    ledger.release(job_id, attempt, "the broker did not accept the task")
+    ledger.fail_task(job_id, "the broker did not accept the task")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
