@@ -8,19 +8,19 @@ with the real usage, once per task attempt however often the message is redelive
 from __future__ import annotations
 
 import logging
-import random
-import time
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
 
+from arbiter.ledger.reservations import Timings
 from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBackendError
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
 from tasks.names import COMPLETE
 from tasks.research import after_research
 from tasks.runtime import Runtime, RuntimeSlot
 from workers.protocol import CompletionRequest
-from workers.retry import backoff_delay
+from workers.retry import next_delay
 
 log = logging.getLogger("sovereign.worker")
 
@@ -33,8 +33,8 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
         # A redelivered message for an attempt that already succeeded: answer from the
         # ledger, never call (and bill) the model twice.
         log.info("task %s attempt %s already succeeded; not calling the model again", job.job_id, attempt)
-        return dict(done)
-    if ledger.is_halted():
+        return dict(done.result or {}, cost_usd=done.cost_usd)
+    if ledger.halt_state().halted:
         ledger.release(job.job_id, attempt, "halted before the call")
         raise TaskBlocked(
             f"task {job.job_id} was halted before its model call: the kill switch is on "
@@ -42,22 +42,23 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
             task_id=job.job_id,
         )
     if not ledger.reservation_held(job.job_id, attempt):
-        ledger.fail_task(job.job_id, "its budget reservation was no longer held")
+        ledger.fail_task(job.job_id, attempt, "its budget reservation was no longer held")
         raise TaskFailed(
             f"task {job.job_id} attempt {attempt} has no budget reservation held (it expired "
             "or was released); submit the task again"
         )
     route = dict(gate.get("route") or {})
     ledger.mark_running(job.job_id, attempt)
-    request = CompletionRequest(
-        messages=_messages(job),
-        max_tokens=job.max_tokens,
+    request = CompletionRequest.from_prompt(
+        job.prompt,
         model=str(route.get("model")),
+        max_tokens=job.max_tokens,
+        system=job.system,
         json_schema=RESEARCH_SCHEMA if KINDS[job.kind].structured else None,
         timeout_s=runtime.settings.request_timeout_s,
         confidential=job.confidential,
     )
-    started = time.time()
+    started = datetime.now(UTC)
     try:
         completion = runtime.backend(route).complete(request)
     except BackendError:
@@ -74,31 +75,22 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
         "provider": completion.provider,
         "model": completion.model,
         "usage": completion.usage.to_dict(),
-        "latency_s": round(time.time() - started, 4),
+        "latency_s": round(completion.timings.latency_s, 4),
     }
-    cost = ledger.settle(
+    # Priced by the route the gate reserved for: a provider may answer with a dated model id.
+    record = ledger.settle(
         job.job_id,
         attempt,
         completion.usage,
-        provider=completion.provider,
-        model=completion.model,
-        tier=str(route.get("tier", "local")),
-        started_at=started,
-        finished_at=time.time(),
+        provider=str(route.get("provider")),
+        model=str(route.get("model")),
+        timings=Timings(started_at=started, finished_at=datetime.now(UTC)),
         result=result,
     )
-    result["cost_usd"] = cost
+    result["cost_usd"] = record.cost_usd
     if job.kind == "research":
         after_research(runtime, job, result)
     return result
-
-
-def _messages(job: Job) -> list[dict[str, str]]:
-    messages = []
-    if job.system:
-        messages.append({"role": "system", "content": job.system})
-    messages.append({"role": "user", "content": job.prompt})
-    return messages
 
 
 def register_complete(app: Celery, slot: RuntimeSlot) -> None:
@@ -124,15 +116,16 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
             return run_job(runtime, parsed, attempt, gate)
         except TransientBackendError as exc:
             if attempt > settings.max_retries:
-                runtime.ledger.fail_task(parsed.job_id, f"gave up after {attempt} attempts: {exc}")
+                runtime.ledger.fail_task(parsed.job_id, attempt, f"gave up after {attempt} attempts: {exc}")
                 raise TaskFailed(
                     f"task {parsed.job_id} failed after {attempt} attempts: {exc}"
                 ) from None
-            delay = backoff_delay(
-                attempt, settings.retry_backoff_s, settings.retry_backoff_max_s, random.random
+            delay = next_delay(
+                attempt - 1,
+                settings.retry_backoff_s,
+                settings.retry_backoff_max_s,
+                exc.retry_after_s,
             )
-            if exc.retry_after_s:
-                delay = max(delay, exc.retry_after_s)
             log.warning("task %s attempt %s: %s; retrying in %.1fs", parsed.job_id, attempt, exc, delay)
             raise self.retry(
                 kwargs={"job": parsed.to_message(), "attempt": attempt + 1, "approved": approved},
@@ -140,5 +133,5 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
                 exc=exc,
             ) from None
         except BackendError as exc:
-            runtime.ledger.fail_task(parsed.job_id, str(exc))
+            runtime.ledger.fail_task(parsed.job_id, attempt, str(exc))
             raise TaskFailed(f"task {parsed.job_id} failed: {exc}") from None

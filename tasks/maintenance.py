@@ -19,7 +19,7 @@ def register_maintenance(app: Celery, slot: RuntimeSlot) -> None:
     @app.task(name=EXPIRE_RESERVATIONS, ignore_result=True)
     def expire_reservations() -> dict[str, Any]:
         runtime = slot.get()
-        expired = runtime.ledger.expire_reservations(ttl_s=runtime.settings.reservation_ttl_s)
+        expired = runtime.ledger.expire_reservations()
         if expired:
-            log.warning("expired %d reservation(s) held past their time to live", expired)
-        return {"expired": expired}
+            log.warning("expired %d reservation(s) held past their time to live", len(expired))
+        return {"expired": [f"{task_id}#{attempt}" for task_id, attempt in expired]}

@@ -100,9 +100,14 @@ def _read_depths(url: str, queues: tuple[str, ...]) -> dict[str, int]:
 
 def build_runtime(settings: Settings, broker_url: str) -> Runtime:
     """Open the ledger (migrating it), load prices and the policy, and build the gate."""
-    ledger = Ledger(settings.database_url, timezone=settings.timezone)
-    ledger.upgrade()
     prices = PriceTable.load(settings.prices_path)
+    ledger = Ledger(
+        settings.database_url,
+        timezone=settings.timezone,
+        reservation_ttl_s=settings.reservation_ttl_s,
+        prices=prices,
+    )
+    ledger.upgrade()
     policies = PolicyStore(settings.policy_path, ledger, prices=prices)
     probe = LocalProbe(settings)
     holder: dict[str, Runtime] = {}

@@ -102,7 +102,7 @@ def _release_unpublished(app: Celery, job_id: str, kwargs: dict[str, Any]) -> No
     ledger = app.sovereign_runtime.get().ledger  # type: ignore[attr-defined]
     attempt = int(kwargs.get("attempt") or 1)
     ledger.release(job_id, attempt, "the broker did not accept the task")
-    ledger.fail_task(job_id, "the broker did not accept the task")
+    ledger.fail_task(job_id, attempt, "the broker did not accept the task", release=False)
 
 
 def _first_line(exc: BaseException) -> str:
