@@ -1,13 +1,22 @@
-"""Local OpenAI-compatible servers (llama.cpp's server, LM Studio, vLLM, Ollama's /v1)."""
+"""Local OpenAI-compatible servers (llama.cpp's server, LM Studio, vLLM, Ollama's /v1).
+
+They speak chat/completions with a placeholder key. Structured output differs between
+them: most take OpenAI's ``json_schema`` response format, llama-cpp-python's server only
+``{"type": "json_object", "schema": ...}``. With ``schema_style="auto"`` the backend
+tries the first and, when the server rejects it (HTTP 400/422), switches to the second
+for good.
+"""
 
 from __future__ import annotations
 
 import threading
+from typing import Literal
 
 import openai
 
+from arbiter.errors import ModelNotFound, PermanentBackendError
 from workers import openai_wire
-from workers.openai_wire import Api
+from workers.openai_wire import Api, SchemaStyle
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier
 
 # Local servers ignore the key, but the SDK insists on one.
@@ -28,10 +37,12 @@ class OpenAICompatBackend:
         api: Api = "chat",
         api_key: str | None = None,
         timeout_s: float = 120.0,
+        schema_style: SchemaStyle | Literal["auto"] = "auto",
         strict_schema: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.api: Api = api
+        self.schema_style: SchemaStyle | Literal["auto"] = schema_style
         self._key = api_key or PLACEHOLDER_KEY
         self._timeout_s = timeout_s
         self._strict = strict_schema
@@ -51,6 +62,19 @@ class OpenAICompatBackend:
 
     def complete(self, req: CompletionRequest) -> Completion:
         """Send ``req`` to the local server."""
+        style = self.schema_style
+        try:
+            return self._call(req, "json_schema" if style == "auto" else style)
+        except ModelNotFound:
+            raise
+        except PermanentBackendError:
+            if style != "auto" or req.json_schema is None:
+                raise
+        completion = self._call(req, "json_object")
+        self.schema_style = "json_object"
+        return completion
+
+    def _call(self, req: CompletionRequest, style: SchemaStyle) -> Completion:
         return openai_wire.complete(
             self._get_client(),
             req,
@@ -61,6 +85,7 @@ class OpenAICompatBackend:
             # Older local servers know only ``max_tokens``.
             max_tokens_field="max_tokens",
             strict_schema=self._strict,
+            schema_style=style,
         )
 
     def probe(self) -> ProbeResult:

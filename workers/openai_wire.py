@@ -21,6 +21,9 @@ from workers.retry import retry_after_from_headers
 from workers.structured import parse_answer
 
 Api = Literal["responses", "chat"]
+# How chat/completions asks for structured output: OpenAI's ``json_schema`` type, or
+# ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server, Anyscale).
+SchemaStyle = Literal["json_schema", "json_object"]
 SCHEMA_NAME = "output"
 
 
@@ -103,12 +106,15 @@ def complete(
     secrets: Iterable[str | None] = (),
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_completion_tokens",
     strict_schema: bool = False,
+    schema_style: SchemaStyle = "json_schema",
 ) -> Completion:
     """Run ``req`` through ``client`` in the ``api`` wire format."""
     started = time.perf_counter()
     try:
         if api == "chat":
-            text, usage, model, finish = _chat(client, req, max_tokens_field, strict_schema)
+            text, usage, model, finish = _chat(
+                client, req, max_tokens_field, strict_schema, schema_style
+            )
         else:
             text, usage, model, finish = _responses(client, req, strict_schema)
     except openai.OpenAIError as exc:
@@ -142,9 +148,12 @@ def _chat(
     req: CompletionRequest,
     max_tokens_field: str,
     strict_schema: bool,
+    schema_style: SchemaStyle,
 ) -> tuple[str, Usage, str, str | None]:
     kwargs: dict[str, Any] = {max_tokens_field: req.max_tokens}
-    if req.json_schema is not None:
+    if req.json_schema is not None and schema_style == "json_object":
+        kwargs["response_format"] = {"type": "json_object", "schema": req.json_schema}
+    elif req.json_schema is not None:
         kwargs["response_format"] = {
             "type": "json_schema",
             "json_schema": {
