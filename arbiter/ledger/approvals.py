@@ -1,0 +1,115 @@
+"""Approvals: a task the policy wants a human to see is parked until granted or rejected."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from arbiter.errors import InputError
+from arbiter.ledger.models import Approval, Task, table
+from arbiter.ledger.windows import from_db
+
+_approvals = table(Approval)
+_tasks = table(Task)
+
+
+@dataclass(frozen=True, slots=True)
+class ApprovalRecord:
+    """One approval request and its parked task."""
+
+    task_id: str
+    kind: str
+    status: str
+    reason: str | None
+    requested_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    payload: dict[str, Any] | None
+
+
+def request(conn: Connection, task_id: str, reason: str | None, now: datetime) -> None:
+    """Open a pending approval unless one is already pending for this task."""
+    pending = conn.execute(
+        select(_approvals.c.id).where(
+            _approvals.c.task_id == task_id, _approvals.c.status == "pending"
+        )
+    ).first()
+    if pending is None:
+        conn.execute(
+            insert(_approvals),
+            {"task_id": task_id, "status": "pending", "reason": reason, "requested_at": now},
+        )
+
+
+def is_granted(conn: Connection, task_id: str) -> bool:
+    found = conn.execute(
+        select(_approvals.c.id)
+        .where(_approvals.c.task_id == task_id, _approvals.c.status == "granted")
+        .limit(1)
+    ).first()
+    return found is not None
+
+
+def listing(conn: Connection, status: str | None) -> list[ApprovalRecord]:
+    query = (
+        select(_approvals, _tasks.c.kind, _tasks.c.payload)
+        .join(_tasks, _tasks.c.id == _approvals.c.task_id)
+        .order_by(_approvals.c.id)
+    )
+    if status is not None:
+        query = query.where(_approvals.c.status == status)
+    return [
+        ApprovalRecord(
+            task_id=row.task_id,
+            kind=row.kind,
+            status=row.status,
+            reason=row.reason,
+            requested_at=from_db(row.requested_at),
+            decided_at=from_db(row.decided_at) if row.decided_at else None,
+            decided_by=row.decided_by,
+            payload=row.payload,
+        )
+        for row in conn.execute(query)
+    ]
+
+
+def decide(
+    conn: Connection,
+    task_id: str,
+    *,
+    granted: bool,
+    decided_by: str,
+    reason: str | None,
+    now: datetime,
+) -> dict[str, Any]:
+    """Grant or reject the pending approval; returns the parked task's payload."""
+    result = conn.execute(
+        update(_approvals)
+        .where(_approvals.c.task_id == task_id, _approvals.c.status == "pending")
+        .values(
+            status="granted" if granted else "rejected",
+            decided_by=decided_by,
+            decided_at=now,
+            reason=reason,
+        )
+    )
+    if not result.rowcount:
+        raise InputError(
+            f"task {task_id} has no pending approval; "
+            "list them with `sovereign approvals` and use one of those ids"
+        )
+    payload = conn.execute(select(_tasks.c.payload).where(_tasks.c.id == task_id)).scalar()
+    # A granted task goes back through the gate when it is republished; a rejected one is done.
+    conn.execute(
+        update(_tasks)
+        .where(_tasks.c.id == task_id)
+        .values(
+            status="queued" if granted else "blocked",
+            error=None if granted else f"approval rejected by {decided_by}",
+            updated_at=now,
+        )
+    )
+    return dict(payload or {})

@@ -1,0 +1,92 @@
+"""The kill switch and the published policies: the ledger's small pieces of shared state."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+
+from arbiter.ledger.models import PublishedPolicy, SystemState, table
+from arbiter.ledger.windows import from_db
+
+_state = table(SystemState)
+_policies = table(PublishedPolicy)
+STATE_ROW = 1
+
+
+@dataclass(frozen=True, slots=True)
+class HaltState:
+    """Whether the system is halted, and why."""
+
+    halted: bool
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyRecord:
+    """A published policy version."""
+
+    version: str
+    sources: dict[str, str]
+    published_at: datetime
+    published_by: str | None
+    active: bool
+
+
+def halt_state(conn: Connection) -> HaltState:
+    row = conn.execute(select(_state.c.halted, _state.c.reason).where(_state.c.id == STATE_ROW))
+    found = row.first()
+    if found is None:
+        return HaltState(False)
+    return HaltState(bool(found.halted), found.reason)
+
+
+def set_halt(conn: Connection, halted: bool, reason: str | None, now: datetime) -> None:
+    values = {"halted": halted, "reason": reason if halted else None, "updated_at": now}
+    result = conn.execute(update(_state).where(_state.c.id == STATE_ROW).values(**values))
+    if not result.rowcount:
+        conn.execute(insert(_state), {"id": STATE_ROW, **values})
+
+
+def publish(
+    conn: Connection, version: str, sources: dict[str, str], by: str | None, now: datetime
+) -> None:
+    """Make ``version`` the one active policy."""
+    conn.execute(update(_policies).where(_policies.c.active.is_(True)).values(active=False))
+    conn.execute(
+        insert(_policies),
+        {
+            "version": version,
+            "sources": dict(sources),
+            "published_at": now,
+            "published_by": by,
+            "active": True,
+        },
+    )
+
+
+def _record(row: Any) -> PolicyRecord:
+    return PolicyRecord(
+        version=row.version,
+        sources=dict(row.sources),
+        published_at=from_db(row.published_at),
+        published_by=row.published_by,
+        active=bool(row.active),
+    )
+
+
+def active_policy(conn: Connection) -> PolicyRecord | None:
+    row = conn.execute(
+        select(_policies)
+        .where(_policies.c.active.is_(True))
+        .order_by(_policies.c.id.desc())
+        .limit(1)
+    ).first()
+    return _record(row) if row is not None else None
+
+
+def policy_history(conn: Connection, limit: int) -> list[PolicyRecord]:
+    rows = conn.execute(select(_policies).order_by(_policies.c.id.desc()).limit(limit))
+    return [_record(row) for row in rows]

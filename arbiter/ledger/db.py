@@ -1,0 +1,128 @@
+"""Engines for the ledger database: SQLite (the default) or PostgreSQL.
+
+SQLite runs in WAL mode with a busy timeout and foreign keys on. pysqlite's own
+transaction handling is switched off so that SQLAlchemy's ``begin`` event issues the
+``BEGIN`` itself: ``BEGIN IMMEDIATE`` for a serialized transaction (the write lock is
+taken before the budget is read), plain ``BEGIN`` otherwise. On PostgreSQL a serialized
+transaction takes a transaction-scoped advisory lock instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
+from sqlalchemy.engine import URL
+
+from arbiter.errors import LedgerUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_CONNECT_TIMEOUT_S = 5
+# One key for the whole ledger: every admission anywhere serializes on it, which is what
+# makes a cap hold across processes and machines.
+ADVISORY_LOCK_KEY = 0x50E7E1C4  # "sovereign ledger"
+SERIALIZED = "sovereign_serialized"
+
+
+def normalise_url(url: str | URL) -> URL:
+    """Parse ``url``; ``postgresql://`` means psycopg 3, the driver that is installed."""
+    parsed = make_url(url)
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def describe(url: URL) -> str:
+    """The URL without its password, for messages."""
+    return url.render_as_string(hide_password=True)
+
+
+def create_ledger_engine(url: str | URL, *, echo: bool = False) -> Engine:
+    """An engine set up for the ledger's dialect."""
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, echo=echo)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(
+            parsed,
+            echo=echo,
+            pool_pre_ping=False,
+            connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
+        )
+    raise LedgerUnavailable(
+        f"the ledger supports SQLite and PostgreSQL, not {parsed.get_backend_name()}; "
+        "set SOVEREIGN_DATABASE_URL to sqlite:///PATH or postgresql+psycopg://HOST/DB"
+    )
+
+
+def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Hand transaction control to the "begin" hook below.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=FULL")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get(SERIALIZED, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@contextmanager
+def serialized_connection(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the ledger's write lock from its first statement to commit."""
+    with engine.connect() as raw:
+        conn = raw.execution_options(**{SERIALIZED: True})
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            yield conn
+
+
+@contextmanager
+def plain_connection(engine: Engine) -> Iterator[Connection]:
+    """An ordinary read-committed transaction (deferred on SQLite)."""
+    with engine.connect() as conn, conn.begin():
+        yield conn
+
+
+@contextmanager
+def translate_errors(url: URL) -> Iterator[None]:
+    """Turn a database that cannot be reached (or stays locked) into ``LedgerUnavailable``."""
+    try:
+        yield
+    except exc.OperationalError as error:
+        raise LedgerUnavailable(_sentence(url, error)) from None
+    except exc.InterfaceError as error:
+        raise LedgerUnavailable(_sentence(url, error)) from None
+
+
+def _sentence(url: URL, error: exc.DBAPIError) -> str:
+    detail = str(error.orig).strip().splitlines()[0] if error.orig else "no answer"
+    detail = detail.rstrip(".")
+    if "locked" in detail or "busy" in detail:
+        return (
+            f"the ledger database {describe(url)} stayed locked ({detail}); another process "
+            "holds it too long, or point SOVEREIGN_DATABASE_URL at PostgreSQL"
+        )
+    return (
+        f"cannot reach the ledger database {describe(url)} ({detail}); "
+        "start it or fix SOVEREIGN_DATABASE_URL"
+    )

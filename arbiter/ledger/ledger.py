@@ -1,0 +1,358 @@
+"""The ledger: one object over the database that the gate, workers and CLI share.
+
+Each method is one transaction. ``serialized()`` hands out the connection of a transaction
+that holds the ledger-wide write lock (``BEGIN IMMEDIATE`` on SQLite, an advisory lock on
+PostgreSQL); the gate reads the budget, decides and reserves inside it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Connection, exc
+
+from arbiter import migrations
+from arbiter.ledger import approvals, control, decisions, research, reservations
+from arbiter.ledger.approvals import ApprovalRecord
+from arbiter.ledger.budget import read_facts
+from arbiter.ledger.control import HaltState, PolicyRecord
+from arbiter.ledger.db import (
+    create_ledger_engine,
+    describe,
+    normalise_url,
+    plain_connection,
+    serialized_connection,
+    translate_errors,
+)
+from arbiter.ledger.decisions import StoredDecision
+from arbiter.ledger.models import NANO
+from arbiter.ledger.prices import LOCAL_PROVIDERS, PriceTable
+from arbiter.ledger.report import GroupBy, SpendReport, spend
+from arbiter.ledger.research import Topic
+from arbiter.ledger.reservations import CallRecord, Timings
+from arbiter.ledger.windows import Clock, day_start, system_clock, to_db, windows
+from arbiter.settings import Settings
+from arbiter.usage import Usage
+
+
+def _instant(value: datetime | float | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(value, UTC)
+
+
+class Ledger:
+    """Budgets, reservations, calls, decisions and the small shared state, in one database."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timezone: str | ZoneInfo = "UTC",
+        clock: Clock | None = None,
+        reservation_ttl_s: float = 3600.0,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.url = normalise_url(url)
+        self.zone = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
+        self.clock: Clock = clock or system_clock
+        self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
+        self.prices = prices
+        with translate_errors(self.url):
+            self.engine = create_ledger_engine(self.url)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, upgrade: bool = True, clock: Clock | None = None
+    ) -> Ledger:
+        """The ledger the settings describe, migrated to the newest schema by default."""
+        ledger = cls(
+            settings.database_url,
+            timezone=settings.timezone,
+            clock=clock,
+            reservation_ttl_s=settings.reservation_ttl_s,
+        )
+        if upgrade:
+            ledger.upgrade()
+        return ledger
+
+    def __repr__(self) -> str:
+        return f"Ledger({describe(self.url)!r})"
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        """Close pooled connections (a forked or finished process)."""
+        self.engine.dispose()
+
+    def now(self) -> datetime:
+        """The clock's time as the naive UTC the tables hold."""
+        return to_db(self.clock())
+
+    # --- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def serialized(self) -> Iterator[Connection]:
+        """A transaction holding the ledger-wide write lock until it commits."""
+        with translate_errors(self.url), serialized_connection(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """An ordinary transaction."""
+        with translate_errors(self.url), plain_connection(self.engine) as conn:
+            yield conn
+
+    def upgrade(self) -> str:
+        """Apply pending migrations; returns the schema revision."""
+        with self.serialized() as conn:
+            return migrations.upgrade(conn)
+
+    def revision(self) -> str | None:
+        with self.transaction() as conn:
+            return migrations.current_revision(conn)
+
+    # --- facts ------------------------------------------------------------------------------
+
+    def budget_facts(self, conn: Connection | None = None) -> dict[str, Any]:
+        """``budget`` facts now (settled usage plus held reservations)."""
+        return self._facts(conn)[0]
+
+    def research_facts(self, conn: Connection | None = None) -> dict[str, Any]:
+        return self._facts(conn)[1]
+
+    def _facts(self, conn: Connection | None) -> tuple[dict[str, Any], dict[str, Any]]:
+        if conn is not None:
+            return read_facts(conn, windows(self.clock(), self.zone))
+        with self.transaction() as own:
+            return read_facts(own, windows(self.clock(), self.zone))
+
+    # --- reservations and calls -------------------------------------------------------------
+
+    def settle(
+        self,
+        task_id: str,
+        attempt: int,
+        usage: Usage,
+        provider: str,
+        model: str,
+        timings: Timings | None = None,
+        result: dict[str, Any] | None = None,
+        *,
+        tier: str | None = None,
+        started_at: datetime | float | None = None,
+        finished_at: datetime | float | None = None,
+        status: str = "succeeded",
+        error: str | None = None,
+        cost_usd: float | None = None,
+    ) -> CallRecord:
+        """Replace the attempt's reservation by the real cost; a second settle charges nothing.
+
+        The cost comes from the price table (``self.prices``) unless ``cost_usd`` is given.
+        Timings are a ``Timings`` or ``started_at``/``finished_at`` (aware datetimes or Unix
+        seconds). ``result`` is stored on the task, for a redelivered message to answer from.
+        """
+        cost_nusd = self._cost_nusd(provider, model, usage, cost_usd)
+        if timings is None:
+            timings = Timings(_instant(started_at), _instant(finished_at))
+        now = self.now()
+        try:
+            with self.transaction() as conn:
+                existing = reservations.find_call(conn, task_id, attempt)
+                if existing is not None:
+                    return existing
+                tier = (
+                    tier
+                    or reservations.held_tier(conn, task_id, attempt)
+                    or ("local" if provider in LOCAL_PROVIDERS else "cloud")
+                )
+                reservations.insert_call(
+                    conn,
+                    task_id=task_id,
+                    attempt=attempt,
+                    tier=tier,
+                    provider=provider,
+                    model=model,
+                    usage=usage,
+                    cost_nusd=cost_nusd,
+                    status=status,
+                    error=error,
+                    timings=timings,
+                    now=now,
+                    to_db=to_db,
+                )
+                reservations.close_held(conn, task_id, attempt, "settled", None, now)
+                task_status = "succeeded" if status == "succeeded" else "failed"
+                reservations.update_task(
+                    conn, task_id, now, status=task_status, result=result, error=error
+                )
+        except exc.IntegrityError:
+            # Another worker settled the same attempt between our check and insert.
+            with self.transaction() as conn:
+                found = reservations.find_call(conn, task_id, attempt)
+            if found is None:
+                raise
+            return found
+        return CallRecord(
+            task_id, attempt, tier, provider, model, usage, cost_nusd / NANO, status, result
+        )
+
+    def _cost_nusd(self, provider: str, model: str, usage: Usage, cost_usd: float | None) -> int:
+        if cost_usd is not None:
+            return round(cost_usd * 1e9)
+        if self.prices is None:
+            return 0 if provider in LOCAL_PROVIDERS else self._no_prices(provider, model)
+        return PriceTable.cost_nusd(self.prices.price(provider, model), usage)
+
+    def _no_prices(self, provider: str, model: str) -> int:
+        # Without a table the cost is unknown; refuse rather than record zero.
+        PriceTable.empty().price(provider, model)
+        return 0
+
+    def release(self, task_id: str, attempt: int, reason: str) -> int:
+        """Free the attempt's held reservation (nothing was billed); returns how many."""
+        with self.transaction() as conn:
+            return reservations.close_held(conn, task_id, attempt, "released", reason, self.now())
+
+    def expire_reservations(
+        self, now: datetime | None = None, *, ttl_s: float | None = None
+    ) -> int:
+        """Expire held reservations past their TTL; returns how many (maintenance calls this).
+
+        Each reservation's deadline was set when it was taken (TTL plus any throttle delay);
+        ``ttl_s`` applies a different TTL to all of them at once.
+        """
+        moment = to_db(now) if now is not None else self.now()
+        deadline = moment
+        if ttl_s is not None:
+            deadline = moment + self.reservation_ttl - timedelta(seconds=ttl_s)
+        with self.transaction() as conn:
+            return len(reservations.expire_held(conn, moment, deadline))
+
+    def reservation_held(self, task_id: str, attempt: int) -> bool:
+        with self.transaction() as conn:
+            return reservations.is_held(conn, task_id, attempt)
+
+    def succeeded_call(self, task_id: str, attempt: int) -> dict[str, Any] | None:
+        """The stored result of an attempt that already succeeded, else None.
+
+        A redelivered message answers from this and never calls the model again.
+        """
+        found = self.call_record(task_id, attempt)
+        if found is None or not found.succeeded:
+            return None
+        return dict(found.result or {})
+
+    def call_record(self, task_id: str, attempt: int) -> CallRecord | None:
+        """The billed call of an attempt, if any."""
+        with self.transaction() as conn:
+            return reservations.find_call(conn, task_id, attempt)
+
+    def mark_running(self, task_id: str, attempt: int) -> None:
+        with self.transaction() as conn:
+            reservations.update_task(conn, task_id, self.now(), status="running", attempt=attempt)
+
+    def fail_task(self, task_id: str, attempt: int, error: str, *, release: bool = True) -> None:
+        """Mark the task failed; free the attempt's reservation unless a call was billed."""
+        now = self.now()
+        with self.transaction() as conn:
+            if release:
+                reservations.close_held(conn, task_id, attempt, "released", error, now)
+            reservations.update_task(conn, task_id, now, status="failed", error=error)
+
+    # --- report -----------------------------------------------------------------------------
+
+    def spend_report(self, days: int = 1, by: GroupBy = "model") -> SpendReport:
+        """Settled spend of the last ``days`` calendar days (today counts as one)."""
+        since = day_start(self.clock(), self.zone, max(days, 1) - 1)
+        with self.transaction() as conn:
+            return spend(conn, since, by, self.zone)
+
+    # --- halt, approvals, research, policies ------------------------------------------------
+
+    def halt_state(self) -> HaltState:
+        with self.transaction() as conn:
+            return control.halt_state(conn)
+
+    def is_halted(self) -> bool:
+        return self.halt_state().halted
+
+    def set_halted(self, halted: bool, reason: str | None = None) -> None:
+        with self.transaction() as conn:
+            control.set_halt(conn, halted, reason, self.now())
+
+    def approvals(self, status: str | None = "pending") -> list[ApprovalRecord]:
+        with self.transaction() as conn:
+            return approvals.listing(conn, status)
+
+    def grant(self, task_id: str, decided_by: str, reason: str | None = None) -> dict[str, Any]:
+        """Grant a parked task; returns its payload to publish again (it passes the gate)."""
+        with self.transaction() as conn:
+            return approvals.decide(
+                conn, task_id, granted=True, decided_by=decided_by, reason=reason, now=self.now()
+            )
+
+    def reject(self, task_id: str, decided_by: str, reason: str | None = None) -> dict[str, Any]:
+        """Reject a parked task; returns its payload."""
+        with self.transaction() as conn:
+            return approvals.decide(
+                conn, task_id, granted=False, decided_by=decided_by, reason=reason, now=self.now()
+            )
+
+    def add_topic(self, topic: str, depth: int = 0, parent_id: int | None = None) -> int:
+        with self.transaction() as conn:
+            return research.add(conn, topic, depth, parent_id, self.now())
+
+    def claim_topic(self) -> Topic | None:
+        """Claim the next pending topic; two callers never get the same one."""
+        with self.serialized() as conn:
+            return research.claim_next(conn, self.now())
+
+    def unclaim_topic(self, topic_id: int) -> None:
+        """Return a claimed topic to the backlog (its task could not be queued)."""
+        with self.transaction() as conn:
+            research.unclaim(conn, topic_id)
+
+    def save_brief(self, topic_id: int, task_id: str | None, text: str) -> int:
+        with self.transaction() as conn:
+            return research.save_brief(conn, topic_id, task_id, text, self.now())
+
+    def topic(self, topic_id: int) -> Topic | None:
+        with self.transaction() as conn:
+            return research.get(conn, topic_id)
+
+    def briefs(self, topic_id: int) -> list[str]:
+        with self.transaction() as conn:
+            return research.briefs(conn, topic_id)
+
+    def publish_policy(
+        self, version: str, sources: dict[str, str], published_by: str | None = None
+    ) -> None:
+        with self.serialized() as conn:
+            control.publish(conn, version, sources, published_by, self.now())
+
+    def active_policy(self) -> PolicyRecord | None:
+        with self.transaction() as conn:
+            return control.active_policy(conn)
+
+    def policy_history(self, limit: int = 20) -> list[PolicyRecord]:
+        with self.transaction() as conn:
+            return control.policy_history(conn, limit)
+
+    # --- audit ------------------------------------------------------------------------------
+
+    def decisions(self, task_id: str | None = None) -> list[StoredDecision]:
+        """Decision records, oldest first (all of them, or one task's)."""
+        with self.transaction() as conn:
+            return decisions.listing(conn, task_id)
+
+    def task(self, task_id: str) -> dict[str, Any] | None:
+        """The task row as a mapping of its columns, or None."""
+        with self.transaction() as conn:
+            return decisions.task_row(conn, task_id)

@@ -1,0 +1,244 @@
+"""The ledger's tables, as SQLAlchemy 2.x declarative models.
+
+Money is stored as whole nano-dollars (``*_nusd``, 1 USD = 10**9) in 64-bit integers, so
+sums are exact on SQLite and PostgreSQL alike and a cap holds to the last digit. Times are
+naive UTC. Statuses are short strings checked by constraints rather than database enums,
+which keeps migrations simple on both databases.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NANO = 1_000_000_000  # nano-dollars per US dollar
+
+TASK_STATUSES = ("queued", "running", "succeeded", "failed", "blocked", "parked")
+RESERVATION_STATUSES = ("held", "settled", "released", "expired")
+APPROVAL_STATUSES = ("pending", "granted", "rejected")
+TOPIC_STATUSES = ("pending", "claimed", "done")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+class Base(DeclarativeBase):
+    """Declarative base with a naming convention, so migrations name constraints alike."""
+
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Task(Base):
+    """A unit of work the gate has seen, and enough of its message to publish it later."""
+
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", TASK_STATUSES), name="status"),
+        Index("ix_tasks_kind_created", "kind", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    source: Mapped[str | None] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    error: Mapped[str | None] = mapped_column(Text)
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    topic: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Reservation(Base):
+    """Budget held for one task attempt until it is settled, released or expired."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", RESERVATION_STATUSES), name="status"),
+        CheckConstraint("amount_nusd >= 0", name="amount"),
+        Index("ix_reservations_task_attempt", "task_id", "attempt"),
+        # Budget facts sum the held rows on every decision: keep that scan small.
+        Index(
+            "ix_reservations_held",
+            "status",
+            "expires_at",
+            sqlite_where=text("status = 'held'"),
+            postgresql_where=text("status = 'held'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    amount_nusd: Mapped[int] = mapped_column(BigInteger)
+    tokens: Mapped[int] = mapped_column(BigInteger)
+    tier: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ModelCall(Base):
+    """One billed model call: at most one per task attempt, which makes settling idempotent."""
+
+    __tablename__ = "model_calls"
+    __table_args__ = (
+        UniqueConstraint("task_id", "attempt", name="uq_model_calls_task_attempt"),
+        Index("ix_model_calls_recorded", "recorded_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(16))
+    provider: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(128))
+    input_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    output_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cached_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cost_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    status: Mapped[str] = mapped_column(String(16))
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    latency_ms: Mapped[float | None] = mapped_column(Float)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class DecisionRecord(Base):
+    """The audit record of one gate decision: what was known, what was decided, and why."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_task", "task_id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64))
+    attempt: Mapped[int] = mapped_column(Integer)
+    policy_version: Mapped[str | None] = mapped_column(String(128))
+    verdict: Mapped[str] = mapped_column(String(16))
+    route: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    candidate: Mapped[str | None] = mapped_column(String(128))
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+    reason: Mapped[str | None] = mapped_column(Text)
+    retry_after_s: Mapped[float | None] = mapped_column(Float)
+    reserved_nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    facts: Mapped[dict[str, Any]] = mapped_column(JSON)
+    trace: Mapped[list[Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class Approval(Base):
+    """A human's yes or no for a parked task."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", APPROVAL_STATUSES), name="status"),
+        Index("ix_approvals_task", "task_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(DateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ResearchTopic(Base):
+    """A topic in the research backlog; follow-ups point at their parent."""
+
+    __tablename__ = "research_topics"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", TOPIC_STATUSES), name="status"),
+        Index("ix_research_topics_status", "status", "id"),
+        Index("ix_research_topics_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    topic: Mapped[str] = mapped_column(Text)
+    depth: Mapped[int] = mapped_column(Integer, default=0)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("research_topics.id"))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class ResearchBrief(Base):
+    """The text a research task produced for a topic."""
+
+    __tablename__ = "research_briefs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    topic_id: Mapped[int] = mapped_column(ForeignKey("research_topics.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class PublishedPolicy(Base):
+    """A policy version a person published; exactly one is active at a time."""
+
+    __tablename__ = "published_policies"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(128))
+    sources: Mapped[dict[str, Any]] = mapped_column(JSON)
+    published_at: Mapped[datetime] = mapped_column(DateTime)
+    published_by: Mapped[str | None] = mapped_column(String(128))
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SystemState(Base):
+    """One row: the kill switch."""
+
+    __tablename__ = "system_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    halted: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+def table(model: type[Base]) -> Table:
+    """The Core table of a model, typed as such for statements."""
+    return cast(Table, model.__table__)
