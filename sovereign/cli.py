@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "sovereign.commands.rules",
     "sovereign.commands.ledger",
     "sovereign.commands.run",
+    "sovereign.commands.control",
 )
 
 
