@@ -6,6 +6,9 @@ answers, else embedded llama.cpp) and ``local`` (whatever ``SOVEREIGN_LOCAL_BACK
 says); cloud providers are ``openai`` and ``anthropic`` (and ``fake`` for tests). The
 model travels in each :class:`~workers.protocol.CompletionRequest`, so one backend
 serves every model of its provider.
+
+Backend modules are imported when first built: the cloud SDKs take seconds to import,
+and a local worker or the command line should not pay for them.
 """
 
 from __future__ import annotations
@@ -13,17 +16,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from arbiter.errors import ConfigError
 from arbiter.settings import Settings
-from workers.anthropic_cloud import AnthropicBackend
-from workers.embedded import EmbeddedBackend
-from workers.fake import FakeBackend
-from workers.ollama import OllamaBackend
-from workers.openai_cloud import OpenAIBackend
-from workers.openai_compat import OpenAICompatBackend
 from workers.protocol import Backend, Tier
+
+if TYPE_CHECKING:
+    from workers.embedded import EmbeddedBackend
+    from workers.ollama import OllamaBackend
 
 LOCAL_PROVIDERS = ("ollama", "openai_compat", "embedded", "fake")
 CLOUD_PROVIDERS = ("openai", "anthropic")
@@ -93,8 +94,12 @@ def _build_local(provider: str, settings: Settings) -> Backend:
     if provider == "embedded":
         return _embedded(settings)
     if provider == "fake":
+        from workers.fake import FakeBackend
+
         return FakeBackend(tier="local", models=(settings.local_model, "fake"))
     if provider == "openai_compat":
+        from workers.openai_compat import OpenAICompatBackend
+
         if not settings.openai_compat_base_url:
             raise ConfigError(
                 "the local backend openai_compat needs a server URL; "
@@ -109,28 +114,38 @@ def _build_local(provider: str, settings: Settings) -> Backend:
 
 def _build_cloud(provider: str, settings: Settings) -> Backend:
     if provider == "openai":
+        from workers.openai_cloud import OpenAIBackend
+
         return OpenAIBackend(
             settings.secret("openai_api_key"),
             base_url=settings.openai_base_url,
             timeout_s=settings.request_timeout_s,
         )
     if provider == "anthropic":
+        from workers.anthropic_cloud import AnthropicBackend
+
         return AnthropicBackend(
             settings.secret("anthropic_api_key"),
             base_url=settings.anthropic_base_url,
             timeout_s=settings.request_timeout_s,
         )
     if provider == "fake":
+        from workers.fake import FakeBackend
+
         return FakeBackend(tier="cloud")
     known = ", ".join((*CLOUD_PROVIDERS, "fake"))
     raise ConfigError(f"unknown cloud provider {provider!r}; use one of {known}")
 
 
 def _ollama(settings: Settings) -> OllamaBackend:
+    from workers.ollama import OllamaBackend
+
     return OllamaBackend(settings.ollama_host, keep_alive=settings.ollama_keep_alive)
 
 
 def _embedded(settings: Settings) -> EmbeddedBackend:
+    from workers.embedded import EmbeddedBackend
+
     return EmbeddedBackend(
         settings.embedded_model_path, n_ctx=settings.embedded_n_ctx, model_name=settings.local_model
     )
