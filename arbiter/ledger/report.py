@@ -98,7 +98,8 @@ def spend(conn: Connection, since: datetime, by: GroupBy, zone: ZoneInfo) -> Spe
             .where(c.recorded_at >= since)
             .group_by(key)
         )
-        rows = [_row(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in conn.execute(query)]
+        grouped: list[Any] = list(conn.execute(query))
+        rows = [_row(str(r[0]), r[1], r[2], r[3], r[4], r[5]) for r in grouped]
         rows.sort(key=lambda r: (-r.cost_usd, r.key))
     total = _row(
         "total",

@@ -1,0 +1,397 @@
+"""The pre-dispatch gate: facts → decision → reservation → audit record, in one transaction.
+
+``Gate.admit`` runs inside the ledger's serialized transaction: it reads the budget, asks
+the policy, prices the route, and — when the verdict admits the task — holds a reservation
+sized by the route's upper bound, then writes the decision record and the task row. Two
+admissions anywhere (other processes, other machines on PostgreSQL) never interleave, so a
+cap written in a rule holds exactly.
+
+Choices worth knowing:
+
+- A throttled task's reservation is taken now, at decision time, and held through its
+  delay (its deadline is the TTL plus the delay). The rules admitted it against today's
+  budget; reserving later would let the budget move under a decision already made.
+- A cloud route without a price is never dispatched: the decision is recorded as a deny
+  whose reason names the price file.
+- When the kill switch is on, the verdict is ``halt`` whatever the policy says.
+- The gate returns deny and halt as an ``Admission``; the Celery router raises for them.
+- Rules see the strategy's route; a ``Reroute`` is priced (and reserved) at its own price,
+  but rules did not see that price. Caps on ``route.estimated_cost_usd`` should not reroute
+  to dearer models.
+- An unreachable ledger raises ``LedgerUnavailable``: nothing is admitted without a record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from sqlalchemy import Connection
+
+from arbiter.errors import PriceMissing
+from arbiter.ledger import Ledger, control, decisions, reservations
+from arbiter.ledger import approvals as approval_rows
+from arbiter.ledger.budget import read_facts
+from arbiter.ledger.models import NANO
+from arbiter.ledger.prices import PriceTable
+from arbiter.ledger.windows import Clock, time_facts, to_db, windows
+
+ADMITTED = frozenset({"proceed", "throttle"})
+TASK_STATUS = {
+    "proceed": "queued",
+    "throttle": "queued",
+    "approval": "parked",
+    "deny": "blocked",
+    "halt": "blocked",
+}
+
+
+class DecisionLike(Protocol):
+    """What the gate needs of a policy's decision (``arbiter.Decision`` fits)."""
+
+    @property
+    def verdict(self) -> str: ...
+    @property
+    def route(self) -> Mapping[str, Any] | None: ...
+    @property
+    def candidate(self) -> str | None: ...
+    @property
+    def decided_by(self) -> str | None: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def retry_after_s(self) -> float | None: ...
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+class PolicyLike(Protocol):
+    """What the gate needs of a policy (``arbiter.Policy`` fits)."""
+
+    @property
+    def version(self) -> str: ...
+    def decide(
+        self,
+        facts: dict[str, Any],
+        enrich: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        *,
+        waive: frozenset[str] = frozenset(),
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """A decision the gate made itself: a missing price, or the kill switch."""
+
+    verdict: str
+    route: dict[str, Any] | None
+    candidate: str | None
+    decided_by: str | None
+    reason: str | None
+    retry_after_s: float | None = None
+    fired: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict,
+            "route": self.route,
+            "candidate": self.candidate,
+            "decided_by": self.decided_by,
+            "reason": self.reason,
+            "fired": list(self.fired),
+            "trace": list(self.trace),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+@dataclass(frozen=True)
+class TaskRequest:
+    """What the gate knows of a task before it is published."""
+
+    task_id: str
+    kind: str
+    estimated_tokens: int
+    max_tokens: int
+    confidential: bool = False
+    source: str | None = None
+    depth: int = 0
+    priority: int | str | None = None
+    tags: Sequence[str] = ()
+    topic: str | None = None
+    attempt: int = 1
+    local_confidence: float | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    approved: bool = False
+
+    def facts(self) -> dict[str, Any]:
+        """The ``task`` facts of the policy language."""
+        return {
+            "id": self.task_id,
+            "kind": self.kind,
+            "confidential": self.confidential,
+            "depth": self.depth,
+            "priority": self.priority,
+            "source": self.source,
+            "tags": list(self.tags),
+            "attempt": self.attempt,
+            "estimated_tokens": self.estimated_tokens,
+            "max_tokens": self.max_tokens,
+            "local_confidence": self.local_confidence,
+            "topic": self.topic,
+        }
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The gate's answer: the decision, and what was held or parked because of it."""
+
+    task_id: str
+    attempt: int
+    decision: Any  # arbiter.Decision, or GateDecision when the gate decided itself
+    verdict: str
+    route: dict[str, Any] | None
+    tier: str | None
+    queue: str | None
+    countdown_s: float | None
+    reserved_usd: float
+    parked: bool
+    policy_version: str | None
+
+    @property
+    def admitted(self) -> bool:
+        """True when the task may be published (proceed, or throttle after a delay)."""
+        return self.verdict in ADMITTED
+
+
+@dataclass
+class _Priced:
+    """The price the enrich hook found for each route the policy asked about."""
+
+    missing: PriceMissing | None = None
+
+
+class Gate:
+    """Admits tasks: one serialized transaction per decision, recorded whatever the verdict."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        policy_provider: Callable[[], PolicyLike],
+        prices: PriceTable,
+        host_facts: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+        clock: Clock | None = None,
+        *,
+        queues: Mapping[str, str] | None = None,
+    ) -> None:
+        self.ledger = ledger
+        self.policy_provider = policy_provider
+        self.prices = prices
+        self.host_facts = host_facts or (lambda: {})
+        self.clock: Clock = clock or ledger.clock
+        self.queues = dict(queues or {"local": "local", "cloud": "cloud"})
+
+    def admit(self, request: TaskRequest) -> Admission:
+        """Decide, reserve when admitted, park when approval is needed, and record it all."""
+        policy = self.policy_provider()
+        # Host probes may touch the network: gather them before taking the ledger's lock.
+        host = self.host_facts()
+        with self.ledger.serialized() as conn:
+            return self._admit(conn, policy, host, request)
+
+    def _admit(
+        self,
+        conn: Connection,
+        policy: PolicyLike,
+        host: Mapping[str, Mapping[str, Any]],
+        request: TaskRequest,
+    ) -> Admission:
+        now = self.clock()
+        stamp = to_db(now)
+        # The same attempt passing the gate again replaces its earlier admission.
+        reservations.close_held(
+            conn, request.task_id, request.attempt, "released", "admitted again", stamp
+        )
+        budget, research = read_facts(conn, windows(now, self.ledger.zone))
+        halt = control.halt_state(conn)
+        version = str(policy.version)
+        facts: dict[str, Any] = {
+            "task": request.facts(),
+            "budget": budget,
+            "research": research,
+            "local": dict(host.get("local") or {}),
+            "cloud": dict(host.get("cloud") or {}),
+            "time": time_facts(now, self.ledger.zone),
+            "system": {"halted": halt.halted, "policy_version": version},
+        }
+        waive: frozenset[str] = frozenset()
+        if request.approved and approval_rows.is_granted(conn, request.task_id):
+            waive = frozenset({"approval"})
+        decision, amount_nusd = self._decide(policy, facts, waive, request)
+        if halt.halted and decision.verdict != "halt":
+            decision = GateDecision(
+                verdict="halt",
+                route=_plain(decision.route),
+                candidate=decision.candidate,
+                decided_by="system.halted",
+                reason=f"the system is halted: {halt.reason or 'no reason given'}",
+            )
+        verdict = str(decision.verdict)
+        route = _plain(decision.route)
+        tier = str(route.get("tier")) if route and route.get("tier") else None
+        queue = self._queue(route, tier)
+        countdown = float(decision.retry_after_s or 0) if verdict == "throttle" else None
+        if verdict not in ADMITTED:
+            amount_nusd = 0
+        else:
+            assert route is not None
+            reservations.insert_reservation(
+                conn,
+                task_id=request.task_id,
+                attempt=request.attempt,
+                amount_nusd=amount_nusd,
+                tokens=max(0, request.estimated_tokens) + max(0, request.max_tokens),
+                tier=tier or "local",
+                provider=str(route.get("provider") or ""),
+                model=str(route.get("model") or ""),
+                now=stamp,
+                expires_at=to_db(
+                    now + self.ledger.reservation_ttl + timedelta(seconds=countdown or 0)
+                ),
+            )
+        self._record(conn, request, decision, version, facts, amount_nusd, queue, stamp)
+        if verdict == "approval":
+            approval_rows.request(conn, request.task_id, decision.reason, stamp)
+        return Admission(
+            task_id=request.task_id,
+            attempt=request.attempt,
+            decision=decision,
+            verdict=verdict,
+            route=route,
+            tier=tier,
+            queue=queue,
+            countdown_s=countdown,
+            reserved_usd=amount_nusd / NANO,
+            parked=verdict == "approval",
+            policy_version=version,
+        )
+
+    def _decide(
+        self,
+        policy: PolicyLike,
+        facts: dict[str, Any],
+        waive: frozenset[str],
+        request: TaskRequest,
+    ) -> tuple[Any, int]:
+        """The policy's decision and the reservation its route needs (nano-dollars)."""
+        priced = _Priced()
+
+        def enrich(route: dict[str, Any]) -> dict[str, Any]:
+            try:
+                cost = self._estimate_nusd(route, request)
+            except PriceMissing as exc:
+                priced.missing = exc
+                raise
+            return {"estimated_cost_usd": cost / NANO}
+
+        try:
+            decision = policy.decide(facts, enrich=enrich, waive=waive)
+            route = _plain(decision.route)
+            amount = self._estimate_nusd(route, request) if route else 0
+        except PriceMissing as exc:
+            # Fail closed: a route nobody can price is refused, and the refusal is recorded.
+            return self._refusal(exc, facts), 0
+        if priced.missing is not None:
+            # The language swallowed the enrich error; the refusal still stands.
+            return self._refusal(priced.missing, facts), 0
+        return decision, amount
+
+    def _refusal(self, missing: PriceMissing, facts: dict[str, Any]) -> GateDecision:
+        return GateDecision(
+            verdict="deny",
+            route=None,
+            candidate=None,
+            decided_by="prices",
+            reason=str(missing),
+            trace=[{"check": "price", "result": False, "detail": str(missing)}],
+        )
+
+    def _estimate_nusd(self, route: Mapping[str, Any], request: TaskRequest) -> int:
+        tier = route.get("tier")
+        price = self.prices.price(
+            str(route.get("provider") or ""),
+            str(route.get("model") or ""),
+            str(tier) if tier is not None else None,
+        )
+        return PriceTable.estimate_nusd(price, request.estimated_tokens, request.max_tokens)
+
+    def _queue(self, route: dict[str, Any] | None, tier: str | None) -> str | None:
+        if route is None:
+            return None
+        named = route.get("queue")
+        if isinstance(named, str) and named:
+            return named
+        return self.queues.get(tier or "local")
+
+    def _record(
+        self,
+        conn: Connection,
+        request: TaskRequest,
+        decision: Any,
+        version: str,
+        facts: dict[str, Any],
+        amount_nusd: int,
+        queue: str | None,
+        stamp: datetime,
+    ) -> None:
+        verdict = str(decision.verdict)
+        decisions.upsert_task(
+            conn,
+            {
+                "id": request.task_id,
+                "kind": request.kind,
+                "source": request.source,
+                "status": TASK_STATUS.get(verdict, "blocked"),
+                "queue": queue,
+                "attempt": request.attempt,
+                "payload": _json_safe(request.payload),
+                "error": None if verdict in ADMITTED else decision.reason,
+                "confidential": request.confidential,
+                "depth": request.depth,
+                "topic": request.topic,
+                "created_at": stamp,
+                "updated_at": stamp,
+            },
+        )
+        full = decision.to_dict()
+        decisions.record(
+            conn,
+            {
+                "task_id": request.task_id,
+                "attempt": request.attempt,
+                "policy_version": version,
+                "verdict": verdict,
+                "route": _json_safe(_plain(decision.route)),
+                "candidate": decision.candidate,
+                "decided_by": decision.decided_by,
+                "reason": decision.reason,
+                "retry_after_s": decision.retry_after_s if verdict == "throttle" else None,
+                "reserved_nusd": amount_nusd,
+                "facts": _json_safe(facts),
+                "trace": _json_safe(full.get("trace")),
+                "created_at": stamp,
+            },
+        )
+
+
+def _plain(route: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(route) if route is not None else None
+
+
+def _json_safe(value: Any) -> Any:
+    """A JSON-able copy (tuples become lists; unknown objects their text)."""
+    return json.loads(json.dumps(value, default=str))
