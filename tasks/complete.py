@@ -113,7 +113,9 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
                 "through the sovereign app (its router asks the arbiter)"
             )
         try:
-            return run_job(runtime, parsed, attempt, gate)
+            result = run_job(runtime, parsed, attempt, gate)
+            result["worker"] = self.request.hostname
+            return result
         except TransientBackendError as exc:
             if attempt > settings.max_retries:
                 runtime.ledger.fail_task(parsed.job_id, attempt, f"gave up after {attempt} attempts: {exc}")

@@ -102,6 +102,14 @@ def broker() -> None:
         embedded.stop()
 
 
+def check_policy_files(settings: Settings) -> None:
+    """Refuse to start a process on policy files that do not check."""
+    from arbiter import load_policy
+
+    if settings.policy_path.exists():
+        load_policy([settings.policy_path])
+
+
 def _celery(argv: list[str]) -> None:
     from tasks import get_app
 
@@ -116,6 +124,7 @@ def worker(queue: str, loglevel: str) -> None:
     settings = load_settings()
     from tasks.broker import ping, resolve_broker_url
 
+    check_policy_files(settings)
     ping(resolve_broker_url(settings))
     name = settings.queue_local if queue == "local" else settings.queue_cloud
     argv = ["worker", "-Q", f"{name},{settings.queue_control}", "-n", f"{queue}@%h"]
@@ -135,6 +144,7 @@ def beat(loglevel: str) -> None:
     settings = load_settings()
     from tasks.broker import ping, resolve_broker_url
 
+    check_policy_files(settings)
     ping(resolve_broker_url(settings))
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     schedule = str(settings.var_dir / "celerybeat-schedule")
@@ -186,7 +196,10 @@ def enqueue(
 ) -> None:
     """Submit a task (PROMPT `-` reads standard input); print the decision."""
     from tasks import submit
+    from tasks.broker import ping, resolve_broker_url
 
+    # A broker that does not answer is reported before the gate decides or reserves.
+    ping(resolve_broker_url(load_settings()))
     if prompt == "-":
         prompt = sys.stdin.read()
     options: dict[str, Any] = {"confidential": confidential, "tags": list(tags), "source": "cli"}

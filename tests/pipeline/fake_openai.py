@@ -1,0 +1,150 @@
+"""A loopback server speaking OpenAI's chat/completions and responses wire formats.
+
+Pipeline tests point both the `openai` cloud backend and the `openai_compat` local backend
+at it, so real worker processes make real HTTP calls through the real SDK. It records
+every call, so a test can count what reached a model. A prompt containing ``SLOW:<s>``
+makes the answer wait that many seconds (for killing a worker mid-call).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+SLOW = re.compile(r"SLOW:(\d+(?:\.\d+)?)")
+
+
+class FakeOpenAI:
+    """Start with `start()`; `calls` lists (path, model, prompt) of every request."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> FakeOpenAI:
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def prompts(self) -> list[str]:
+        with self._lock:
+            return [c["prompt"] for c in self.calls]
+
+    def _record(self, path: str, body: dict[str, Any], prompt: str) -> None:
+        with self._lock:
+            self.calls.append({"path": path, "model": body.get("model"), "prompt": prompt})
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = json.loads(self.rfile.read(length) or b"{}")
+                path = self.path.split("?")[0]
+                if path.endswith("/chat/completions"):
+                    prompt = " ".join(str(m.get("content")) for m in body.get("messages", []))
+                elif path.endswith("/responses"):
+                    prompt = _responses_prompt(body.get("input"))
+                else:
+                    self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
+                    return
+                fake._record(path, body, prompt)
+                slow = SLOW.search(prompt)
+                if slow:
+                    time.sleep(float(slow.group(1)))
+                words = prompt.split()
+                text = "fake answer: " + " ".join(words[-8:])
+                if _wants_json(body):
+                    text = json.dumps({"brief": text, "followups": []})
+                n_in, n_out = max(1, len(words)), len(text.split())
+                if path.endswith("/chat/completions"):
+                    self._send(200, _chat(body, text, n_in, n_out))
+                else:
+                    self._send(200, _response(body, text, n_in, n_out))
+
+            def _send(self, status: int, payload: dict[str, Any]) -> None:
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+
+def _responses_prompt(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    parts: list[str] = []
+    for item in value or []:
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str):
+            parts.append(content)
+        elif isinstance(content, list):
+            parts.extend(str(c.get("text", "")) for c in content if isinstance(c, dict))
+    return " ".join(parts)
+
+
+def _wants_json(body: dict[str, Any]) -> bool:
+    fmt = body.get("response_format") or (body.get("text") or {}).get("format")
+    return isinstance(fmt, dict) and fmt.get("type") in ("json_schema", "json_object")
+
+
+def _chat(body: dict[str, Any], text: str, n_in: int, n_out: int) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model"),
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+        ],
+        "usage": {
+            "prompt_tokens": n_in,
+            "completion_tokens": n_out,
+            "total_tokens": n_in + n_out,
+            "prompt_tokens_details": {"cached_tokens": 0},
+        },
+    }
+
+
+def _response(body: dict[str, Any], text: str, n_in: int, n_out: int) -> dict[str, Any]:
+    return {
+        "id": "resp_fake",
+        "object": "response",
+        "created_at": int(time.time()),
+        "status": "completed",
+        "model": body.get("model"),
+        "output": [
+            {
+                "type": "message",
+                "id": "msg_fake",
+                "status": "completed",
+                "role": "assistant",
+                "content": [{"type": "output_text", "text": text, "annotations": []}],
+            }
+        ],
+        "usage": {
+            "input_tokens": n_in,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": n_out,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": n_in + n_out,
+        },
+    }
