@@ -104,7 +104,12 @@ class PolicyStore:
         except PolicyError as exc:
             if running is None:
                 raise
-            log.error("published policy %s does not load; keeping %s: %s", record.version, running.version, exc)
+            log.error(
+                "published policy %s does not load; keeping %s: %s",
+                record.version,
+                running.version,
+                exc,
+            )
             return running
         if running is not None:
             log.info("policy %s is now active (was %s)", policy.version, running.version)

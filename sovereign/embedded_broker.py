@@ -7,6 +7,7 @@ is still free) and records its URL in ``var/broker.url`` for the other processes
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -79,11 +80,7 @@ class EmbeddedBroker:
     def stop(self) -> None:
         server, self._server = self._server, None
         if server is not None:
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 server.stop(timeout=10.0)  # type: ignore[attr-defined]
-            except Exception:  # already gone
-                pass
-        try:
+        with contextlib.suppress(OSError):
             Path(self.url_file).unlink()
-        except OSError:
-            pass

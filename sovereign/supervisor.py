@@ -7,6 +7,7 @@ SIGTERM are forwarded so Celery workers finish their current task (warm shutdown
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -111,10 +112,8 @@ class Supervisor:
         # Reverse order: producers (beat) and consumers stop before the broker they use.
         for child in reversed(alive):
             assert child.process is not None
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(child.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for child in reversed(alive):
             assert child.process is not None

@@ -7,6 +7,7 @@ refuses to start and says which one holds the lock.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -60,10 +61,8 @@ class BeatLock:
             raise SystemExit("this beat lost its lock to another beat; stopping so only one runs")
 
     def release(self) -> None:
-        try:
+        with contextlib.suppress(redis.RedisError):
             self._release(keys=[BEAT_LOCK_KEY], args=[self.token])
-        except redis.RedisError:
-            pass
 
 
 class GovernedScheduler(PersistentScheduler):

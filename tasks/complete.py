@@ -13,8 +13,8 @@ from typing import Any
 
 from celery import Celery, Task
 
-from arbiter.ledger.reservations import Timings
 from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBackendError
+from arbiter.ledger.reservations import Timings
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
 from tasks.names import COMPLETE
 from tasks.research import after_research
@@ -32,7 +32,9 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
     if done is not None:
         # A redelivered message for an attempt that already succeeded: answer from the
         # ledger, never call (and bill) the model twice.
-        log.info("task %s attempt %s already succeeded; not calling the model again", job.job_id, attempt)
+        log.info(
+            "task %s attempt %s already succeeded; not calling the model again", job.job_id, attempt
+        )
         return dict(done.result or {}, cost_usd=done.cost_usd)
     if ledger.halt_state().halted:
         ledger.release(job.job_id, attempt, "halted before the call")
@@ -118,7 +120,9 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
             return result
         except TransientBackendError as exc:
             if attempt > settings.max_retries:
-                runtime.ledger.fail_task(parsed.job_id, attempt, f"gave up after {attempt} attempts: {exc}")
+                runtime.ledger.fail_task(
+                    parsed.job_id, attempt, f"gave up after {attempt} attempts: {exc}"
+                )
                 raise TaskFailed(
                     f"task {parsed.job_id} failed after {attempt} attempts: {exc}"
                 ) from None
@@ -128,7 +132,9 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
                 settings.retry_backoff_max_s,
                 exc.retry_after_s,
             )
-            log.warning("task %s attempt %s: %s; retrying in %.1fs", parsed.job_id, attempt, exc, delay)
+            log.warning(
+                "task %s attempt %s: %s; retrying in %.1fs", parsed.job_id, attempt, exc, delay
+            )
             raise self.retry(
                 kwargs={"job": parsed.to_message(), "attempt": attempt + 1, "approved": approved},
                 countdown=delay,

@@ -156,7 +156,9 @@ def make_job(
     if not all(isinstance(t, str) for t in tags):
         raise InputError("tags must be strings")
     if source not in SOURCES:
-        raise InputError(f"unknown task source {source!r}; use one of: {', '.join(sorted(SOURCES))}")
+        raise InputError(
+            f"unknown task source {source!r}; use one of: {', '.join(sorted(SOURCES))}"
+        )
     if system is not None and not isinstance(system, str):
         raise InputError("the system prompt must be text")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:

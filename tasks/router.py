@@ -83,7 +83,7 @@ class GateRouter:
             "policy_version": admission.policy_version,
             "decided_by": admission.decision.decided_by,
         }
-        destination: dict[str, Any] = {"queue": runtime.queue_for(route)}
+        destination: dict[str, Any] = {"queue": admission.queue or runtime.queue_for(route)}
         if verdict == "throttle" and admission.countdown_s:
             # The message header `eta` is what `countdown=` would have set; routers cannot
             # pass countdown itself, but headers they return are merged into the message.

@@ -65,17 +65,22 @@ class Runtime:
         now = time.monotonic()
         if now - stamp < QUEUE_DEPTH_TTL_S:
             return depths
-        depths = _read_depths(self.broker_url, (self.settings.queue_local, self.settings.queue_cloud))
+        depths = _read_depths(
+            self.broker_url, (self.settings.queue_local, self.settings.queue_cloud)
+        )
         self._depths = (now, depths)
         return depths
 
     def host_facts(self) -> dict[str, dict[str, Any]]:
         """The `local` and `cloud` facts the gate cannot know by itself."""
         depths = self.queue_depths()
-        local = dict(self.probe.facts())
-        local["queue_depth"] = depths.get(self.settings.queue_local, 0)
+        probed = self.probe.facts()
         return {
-            "local": local,
+            "local": {
+                "available": probed.available,
+                "models": list(probed.models),
+                "queue_depth": depths.get(self.settings.queue_local, 0),
+            },
             "cloud": {
                 "providers": cloud_providers(self.settings),
                 "queue_depth": depths.get(self.settings.queue_cloud, 0),
@@ -120,6 +125,7 @@ def build_runtime(settings: Settings, broker_url: str) -> Runtime:
         policy_provider=policies.current,
         prices=prices,
         host_facts=host_facts,
+        queues={"local": settings.queue_local, "cloud": settings.queue_cloud},
     )
     runtime = Runtime(
         settings=settings,

@@ -99,7 +99,9 @@ def approvals(ctx: click.Context, show_all: bool, as_json: bool) -> None:
         click.echo("no approvals pending")
         return
     for r in records:
-        click.echo(f"{r.task_id}  {r.kind:<13} {r.status:<8} {r.requested_at:%Y-%m-%d %H:%M}  {r.reason or ''}")
+        click.echo(
+            f"{r.task_id}  {r.kind:<13} {r.status:<8} {r.requested_at:%Y-%m-%d %H:%M}  {r.reason or ''}"
+        )
 
 
 @approvals.command()
@@ -166,10 +168,14 @@ def status(task_id: str, as_json: bool) -> None:
     ledger = _ledger()
     row = ledger.task(task_id)
     if row is None:
-        raise InputError(f"no task {task_id} in the ledger; check the id `sovereign enqueue` printed")
+        raise InputError(
+            f"no task {task_id} in the ledger; check the id `sovereign enqueue` printed"
+        )
     decisions = ledger.decisions(task_id)
     if as_json:
-        click.echo(json.dumps({"task": row, "decisions": [asdict(d) for d in decisions]}, default=str))
+        click.echo(
+            json.dumps({"task": row, "decisions": [asdict(d) for d in decisions]}, default=str)
+        )
         return
     click.echo(f"task {task_id}: {row.get('status')} ({row.get('kind')})")
     if row.get("error"):

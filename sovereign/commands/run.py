@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from arbiter.errors import ConfigError, TaskBlocked, TaskParked
+from arbiter.errors import ConfigError, TaskBlocked
 from arbiter.settings import Settings, load_settings
 from sovereign.supervisor import Supervisor, sovereign_argv
 
@@ -228,7 +228,9 @@ def _print_outcome(
 ) -> None:
     data = decision.to_dict() if decision is not None else None
     if as_json:
-        click.echo(json.dumps({"task_id": task_id, "queue": queue, "decision": data, "result": result}))
+        click.echo(
+            json.dumps({"task_id": task_id, "queue": queue, "decision": data, "result": result})
+        )
         return
     if blocked:
         click.echo(f"blocked: {blocked}")

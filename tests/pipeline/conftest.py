@@ -102,7 +102,9 @@ class Stack:
     def ledger(self) -> Any:
         return self.app.sovereign_runtime.get().ledger
 
-    def sovereign(self, *args: str, timeout: float = 60, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    def sovereign(
+        self, *args: str, timeout: float = 60, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "sovereign", *args],
             env=self.env,
@@ -183,9 +185,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 
 @pytest.fixture
-def make_stack(
-    tmp_path: Path, fake_openai: FakeOpenAI
-) -> Iterator[Callable[..., Stack]]:
+def make_stack(tmp_path: Path, fake_openai: FakeOpenAI) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
     def factory(broker_url: str, database_url: str | None = None, cap: float = 1.0) -> Stack:

@@ -71,7 +71,9 @@ def test_broker_that_does_not_answer(stack: Stack, redis_url: str) -> None:
 
 def test_policy_that_does_not_check_stops_start_up(stack: Stack) -> None:
     policy = stack.home / "rules" / "policy.arb"
-    policy.write_text(policy.read_text() + "\nrule Broken { when { budget.daly_spend_usd > 1 } then Deny {} }\n")
+    policy.write_text(
+        policy.read_text() + "\nrule Broken { when { budget.daly_spend_usd > 1 } then Deny {} }\n"
+    )
     for command in (("up", "--no-flower"), ("worker", "local")):
         result = stack.sovereign(*command, timeout=60)
         assert result.returncode == 1, result.stdout
