@@ -184,6 +184,7 @@ class Ledger:
                     status=status,
                     error=error,
                     timings=timings,
+                    result=result,
                     now=now,
                     to_db=to_db,
                 )

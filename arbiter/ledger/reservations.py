@@ -118,9 +118,7 @@ def is_held(conn: Connection, task_id: str, attempt: int) -> bool:
 
 def find_call(conn: Connection, task_id: str, attempt: int) -> CallRecord | None:
     row = conn.execute(
-        select(_calls, _tasks.c.result)
-        .select_from(_calls.outerjoin(_tasks, _tasks.c.id == _calls.c.task_id))
-        .where(_calls.c.task_id == task_id, _calls.c.attempt == attempt)
+        select(_calls).where(_calls.c.task_id == task_id, _calls.c.attempt == attempt)
     ).first()
     if row is None:
         return None
@@ -158,6 +156,7 @@ def insert_call(
     status: str,
     error: str | None,
     timings: Timings,
+    result: dict[str, Any] | None,
     now: datetime,
     to_db: Any,
 ) -> None:
@@ -181,6 +180,7 @@ def insert_call(
             "started_at": to_db(timings.started_at) if timings.started_at else None,
             "finished_at": to_db(timings.finished_at) if timings.finished_at else None,
             "latency_ms": timings.latency_ms,
+            "result": result,
             "recorded_at": now,
         },
     )

@@ -26,6 +26,7 @@ def alembic_config(connection: Connection | None = None) -> Config:
     """An Alembic configuration pointing at this package."""
     config = Config()
     config.set_main_option("script_location", str(HERE))
+    config.set_main_option("path_separator", "os")
     config.set_main_option("version_locations", str(HERE / "versions"))
     if connection is not None:
         config.attributes["connection"] = connection
