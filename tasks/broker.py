@@ -67,3 +67,19 @@ def port_in_use(host: str, port: int) -> bool:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text.rstrip(".")
+
+
+def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> str:
+    """The broker URL once it answers; processes started together with the broker wait."""
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            url = resolve_broker_url(settings)
+            ping(url, timeout=1.0)
+            return url
+        except BrokerUnavailable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.5)

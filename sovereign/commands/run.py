@@ -122,10 +122,10 @@ def _celery(argv: list[str]) -> None:
 def worker(queue: str, loglevel: str) -> None:
     """Run a worker for the `local` or `cloud` queue (both also take control work)."""
     settings = load_settings()
-    from tasks.broker import ping, resolve_broker_url
+    from tasks.broker import wait_for_broker
 
     check_policy_files(settings)
-    ping(resolve_broker_url(settings))
+    wait_for_broker(settings)
     name = settings.queue_local if queue == "local" else settings.queue_cloud
     argv = ["worker", "-Q", f"{name},{settings.queue_control}", "-n", f"{queue}@%h"]
     argv += ["--loglevel", loglevel, "-E", "--without-mingle", "--without-gossip"]
@@ -142,10 +142,10 @@ def worker(queue: str, loglevel: str) -> None:
 def beat(loglevel: str) -> None:
     """Run the beat producer (exactly one per deployment; a lock in the broker enforces it)."""
     settings = load_settings()
-    from tasks.broker import ping, resolve_broker_url
+    from tasks.broker import wait_for_broker
 
     check_policy_files(settings)
-    ping(resolve_broker_url(settings))
+    wait_for_broker(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     schedule = str(settings.var_dir / "celerybeat-schedule")
     _celery(["beat", "-s", schedule, "--loglevel", loglevel])
@@ -157,9 +157,9 @@ def flower() -> None:
     settings = load_settings()
     if not (settings.flower_user and settings.flower_password):
         raise ConfigError(FLOWER_HINT)
-    from tasks.broker import ping, resolve_broker_url
+    from tasks.broker import wait_for_broker
 
-    ping(resolve_broker_url(settings))
+    wait_for_broker(settings)
     # Credentials go through the environment, not argv, so `ps` does not show them.
     os.environ["FLOWER_BASIC_AUTH"] = (
         f"{settings.flower_user}:{settings.flower_password.get_secret_value()}"
