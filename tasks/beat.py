@@ -104,7 +104,7 @@ class GovernedScheduler(PersistentScheduler):
         """Claim the next backlog topic and submit it; a blocked one is logged once."""
         from tasks.submit import submit
 
-        runtime = self.app.sovereign_runtime.get()
+        runtime = self.app.sovereign_runtime.get()  # type: ignore[attr-defined]
         try:
             topic = runtime.ledger.claim_topic()
         except SovereignError as exc:

@@ -28,8 +28,8 @@ log = logging.getLogger("sovereign.worker")
 def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> dict[str, Any]:
     """Run one attempt of a job on the route the gate chose; return the result record."""
     ledger = runtime.ledger
-    done = ledger.succeeded_call(job.job_id, attempt)
-    if done is not None:
+    done = ledger.call_record(job.job_id, attempt)
+    if done is not None and done.succeeded:
         # A redelivered message for an attempt that already succeeded: answer from the
         # ledger, never call (and bill) the model twice.
         log.info(

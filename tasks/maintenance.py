@@ -21,5 +21,5 @@ def register_maintenance(app: Celery, slot: RuntimeSlot) -> None:
         runtime = slot.get()
         expired = runtime.ledger.expire_reservations()
         if expired:
-            log.warning("expired %d reservation(s) held past their time to live", len(expired))
-        return {"expired": [f"{task_id}#{attempt}" for task_id, attempt in expired]}
+            log.warning("expired %d reservation(s) held past their time to live", expired)
+        return {"expired": expired}

@@ -28,7 +28,7 @@ class Handle:
     decision: Decision | None
     queue: str | None
     parked: bool = False
-    _async: AsyncResult | None = None
+    _async: AsyncResult[Any] | None = None
 
     @property
     def verdict(self) -> str:

@@ -59,10 +59,10 @@ def test_tasks_reach_the_worker_of_their_queue(
     for handle in (local, cloud):
         decisions = ledger.decisions(handle.task_id)
         assert [d.verdict for d in decisions] == ["proceed"]
-        call = ledger.succeeded_call(handle.task_id, 1)
-        assert call is not None and call.usage.input_tokens > 0 and call.usage.output_tokens > 0
-    assert ledger.succeeded_call(cloud.task_id, 1).cost_usd > 0
-    assert ledger.succeeded_call(local.task_id, 1).cost_usd == 0
+        call = ledger.call_record(handle.task_id, 1)
+        assert call is not None and call.succeeded and call.usage.input_tokens > 0 and call.usage.output_tokens > 0
+    assert ledger.call_record(cloud.task_id, 1).cost_usd > 0
+    assert ledger.call_record(local.task_id, 1).cost_usd == 0
 
     # A denied task never reaches a worker, and its decision is recorded.
     calls_before = len(stack.fake.calls)

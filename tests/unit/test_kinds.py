@@ -1,0 +1,52 @@
+"""Job validation: every mistake is refused with one sentence before anything is queued."""
+
+from __future__ import annotations
+
+import pytest
+
+from arbiter.errors import InputError
+from arbiter.settings import load_settings
+from tasks.kinds import KINDS, Job, estimate_tokens, make_job
+
+SETTINGS = load_settings({"SOVEREIGN_MAX_PROMPT_CHARS": "100"})
+
+
+def test_the_nine_kinds() -> None:
+    assert set(KINDS) == {
+        "classify", "tag", "summarize", "research", "draft",
+        "code", "docs", "strategy", "deep_research",
+    }  # fmt: skip
+
+
+def test_a_job_survives_the_message_round_trip() -> None:
+    job = make_job(SETTINGS, kind="draft", prompt="a note", tags="commit, urgent", max_tokens=50)
+    again = Job.from_message(job.to_message(), SETTINGS)
+    assert again == job
+    assert job.tags == ("commit", "urgent")
+    assert job.estimated_tokens == estimate_tokens((job.system or "") + "a note")
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"kind": "translate", "prompt": "x"},
+            "unknown task kind 'translate'; use one of: classify",
+        ),
+        ({"kind": "tag", "prompt": " \n"}, "the prompt is empty"),
+        ({"kind": "tag", "prompt": "x" * 101}, "over the limit of 100; shorten it or raise"),
+        ({"kind": "tag", "prompt": "x", "max_tokens": 0}, "max_tokens must be a positive"),
+        ({"kind": "tag", "prompt": "x", "max_tokens": True}, "max_tokens must be a positive"),
+        (
+            {"kind": "tag", "prompt": "x", "confidential": "yes"},
+            "confidential must be true or false",
+        ),
+        ({"kind": "tag", "prompt": "x", "source": "email"}, "unknown task source 'email'"),
+        ({"kind": "tag", "prompt": "x", "depth": -1}, "depth must be a whole number"),
+    ],
+)
+def test_refusals_name_the_fix(options: dict[str, object], message: str) -> None:
+    with pytest.raises(InputError) as err:
+        make_job(SETTINGS, **options)  # type: ignore[arg-type]
+    assert message in str(err.value)
+    assert "\n" not in str(err.value)
