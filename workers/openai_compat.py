@@ -3,8 +3,9 @@
 They speak chat/completions with a placeholder key. Structured output differs between
 them: most take OpenAI's ``json_schema`` response format, llama-cpp-python's server only
 ``{"type": "json_object", "schema": ...}``. With ``schema_style="auto"`` the backend
-tries the first and, when the server rejects it (HTTP 400/422), switches to the second
-for good.
+tries the first and, when the server rejects it (a 4xx, or the 500 that
+llama-cpp-python's server answers with a ``response_format`` validation error), switches
+to the second for good.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Literal
 
 import openai
 
-from arbiter.errors import ModelNotFound, PermanentBackendError
+from arbiter.errors import (
+    BackendError,
+    BackendUnavailable,
+    ModelNotFound,
+    PermanentBackendError,
+)
 from workers import openai_wire
 from workers.openai_wire import Api, SchemaStyle
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier
@@ -65,10 +71,8 @@ class OpenAICompatBackend:
         style = self.schema_style
         try:
             return self._call(req, "json_schema" if style == "auto" else style)
-        except ModelNotFound:
-            raise
-        except PermanentBackendError:
-            if style != "auto" or req.json_schema is None:
+        except BackendError as exc:
+            if style != "auto" or req.json_schema is None or not _rejects_schema(exc):
                 raise
         completion = self._call(req, "json_object")
         self.schema_style = "json_object"
@@ -105,3 +109,10 @@ class OpenAICompatBackend:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def _rejects_schema(exc: BackendError) -> bool:
+    """Whether ``exc`` looks like a server refusing the ``json_schema`` response format."""
+    if isinstance(exc, ModelNotFound | BackendUnavailable):
+        return False
+    return isinstance(exc, PermanentBackendError) or "response_format" in str(exc)

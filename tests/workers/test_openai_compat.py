@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from wire_fakes import Reply, WireServer, closed_port, openai_chat, openai_error
 
-from arbiter.errors import BackendUnavailable, PermanentBackendError
+from arbiter.errors import BackendUnavailable, PermanentBackendError, TransientBackendError
 from workers.openai_compat import PLACEHOLDER_KEY, OpenAICompatBackend
 from workers.protocol import CompletionRequest
 
@@ -42,11 +42,34 @@ def test_local_tier_accepts_confidential_requests(wire: WireServer) -> None:
     assert backend.complete(request(confidential=True)).text == "private"
 
 
-def test_schema_falls_back_to_json_object_when_json_schema_is_rejected(wire: WireServer) -> None:
+# llama-cpp-python's server answers the unknown response format with a 500.
+LLAMA_CPP_REJECTION = Reply(
+    500,
+    {
+        "error": {
+            "message": "1 validation error: {'type': 'literal_error', 'loc': ('body', "
+            "'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\"}",
+            "type": "internal_server_error",
+        }
+    },
+)
+
+
+@pytest.mark.parametrize(
+    "rejection",
+    [
+        Reply(422, {"detail": [{"msg": "Input should be 'text' or 'json_object'"}]}),
+        LLAMA_CPP_REJECTION,
+    ],
+    ids=["422", "llama-cpp-500"],
+)
+def test_schema_falls_back_to_json_object_when_json_schema_is_rejected(
+    wire: WireServer, rejection: Reply
+) -> None:
     def answer(seen: object) -> Reply:
         fmt = seen.body["response_format"]  # type: ignore[attr-defined]
         if fmt["type"] == "json_schema":
-            return Reply(422, {"detail": [{"msg": "Input should be 'text' or 'json_object'"}]})
+            return rejection
         assert fmt == {"type": "json_object", "schema": SCHEMA}
         return Reply(200, openai_chat('{"n": 1}'))
 
@@ -68,6 +91,15 @@ def test_fixed_schema_style_does_not_fall_back(wire: WireServer) -> None:
     backend = OpenAICompatBackend(wire.url + "/v1", schema_style="json_schema")
     with pytest.raises(PermanentBackendError, match="not supported"):
         backend.complete(request(json_schema=SCHEMA))
+    assert len(wire.requests(PATH)) == 1
+
+
+def test_plain_server_errors_do_not_trigger_the_fallback(wire: WireServer) -> None:
+    wire.on("POST", PATH, Reply(500, openai_error("out of memory", "server_error")))
+    backend = OpenAICompatBackend(wire.url + "/v1")
+    with pytest.raises(TransientBackendError, match="out of memory"):
+        backend.complete(request(json_schema=SCHEMA))
+    assert backend.schema_style == "auto"
     assert len(wire.requests(PATH)) == 1
 
 
