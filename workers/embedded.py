@@ -13,6 +13,7 @@ hard time limit is the backstop.
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import threading
 import time
@@ -62,6 +63,7 @@ class _ModelCache:
     def __init__(self) -> None:
         self._models: dict[tuple[str, int], _Loaded] = {}
         self._lock = threading.Lock()
+        self._atexit = False
 
     def get(self, path: Path, n_ctx: int) -> _Loaded:
         key = (str(path), n_ctx)
@@ -72,11 +74,24 @@ class _ModelCache:
                 llama = _load(path, n_ctx)
                 loaded = _Loaded(llama, threading.Lock(), time.perf_counter() - started)
                 self._models[key] = loaded
+                if not self._atexit:
+                    # Free the models before interpreter teardown, when llama.cpp's own
+                    # finaliser would find its C bindings already gone.
+                    atexit.register(self.close)
+                    self._atexit = True
             return loaded
 
     def loaded(self, path: Path, n_ctx: int) -> bool:
         with self._lock:
             return (str(path), n_ctx) in self._models
+
+    def close(self) -> None:
+        """Free every loaded model."""
+        with self._lock:
+            models, self._models = list(self._models.values()), {}
+        for loaded in models:
+            with loaded.lock:
+                loaded.llama.close()
 
 
 def _load(path: Path, n_ctx: int) -> Any:
