@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from wire_fakes import WireServer
 
 from arbiter.settings import Settings, load_settings
+from tests.workers.wire_fakes import WireServer
 from workers.embedded import EmbeddedBackend
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from wire_fakes import Reply, WireServer, anthropic_error, anthropic_message, closed_port
 
 from arbiter.errors import (
     BackendUnavailable,
@@ -13,6 +12,13 @@ from arbiter.errors import (
     TransientBackendError,
 )
 from arbiter.usage import Usage
+from tests.workers.wire_fakes import (
+    Reply,
+    WireServer,
+    anthropic_error,
+    anthropic_message,
+    closed_port,
+)
 from workers.anthropic_cloud import AnthropicBackend
 from workers.protocol import CompletionRequest, Message
 

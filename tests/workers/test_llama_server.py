@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from wire_fakes import closed_port
 
+from tests.workers.wire_fakes import closed_port
 from workers.openai_compat import OpenAICompatBackend
 from workers.protocol import CompletionRequest
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from wire_fakes import Reply, WireServer, closed_port, ollama_chat, ollama_tags
 
 from arbiter.errors import BackendUnavailable, ModelNotFound, TransientBackendError
 from arbiter.usage import Usage
+from tests.workers.wire_fakes import Reply, WireServer, closed_port, ollama_chat, ollama_tags
 from workers.ollama import OllamaBackend, resolve_host
 from workers.protocol import CompletionRequest
 

@@ -3,14 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from wire_fakes import (
-    Reply,
-    WireServer,
-    closed_port,
-    openai_chat,
-    openai_error,
-    openai_response,
-)
 
 from arbiter.errors import (
     BackendUnavailable,
@@ -20,6 +12,14 @@ from arbiter.errors import (
     TransientBackendError,
 )
 from arbiter.usage import Usage
+from tests.workers.wire_fakes import (
+    Reply,
+    WireServer,
+    closed_port,
+    openai_chat,
+    openai_error,
+    openai_response,
+)
 from workers.openai_cloud import OpenAIBackend
 from workers.openai_wire import Api
 from workers.protocol import CompletionRequest

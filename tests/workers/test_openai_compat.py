@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from wire_fakes import Reply, WireServer, closed_port, openai_chat, openai_error
 
 from arbiter.errors import BackendUnavailable, PermanentBackendError, TransientBackendError
+from tests.workers.wire_fakes import Reply, WireServer, closed_port, openai_chat, openai_error
 from workers.openai_compat import PLACEHOLDER_KEY, OpenAICompatBackend
 from workers.protocol import CompletionRequest
 

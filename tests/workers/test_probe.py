@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from wire_fakes import Reply, WireServer, closed_port, ollama_tags
-
 from arbiter.settings import Settings
+from tests.workers.wire_fakes import Reply, WireServer, closed_port, ollama_tags
 from workers.fake import FakeBackend
 from workers.probe import LocalProbe, cloud_facts, cloud_providers
 
