@@ -29,7 +29,18 @@ _EXPORTS = {
     "Policy": "arbiter.lang.policy",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [
+    "Decision",
+    "Diagnostic",
+    "Fired",
+    "Policy",
+    "PolicyError",
+    "TraceStep",
+    "check",
+    "check_sources",
+    "load_policy",
+    "load_policy_from_sources",
+]
 
 
 def __getattr__(name: str) -> Any:
