@@ -8,12 +8,13 @@ from typing import Any
 
 from arbiter.lang.checker import CheckedPolicy
 from arbiter.lang.compiler import Compiled, compile_policy
-from arbiter.lang.decision import Decision, Fired
+from arbiter.lang.decision import Decision, Fired, make_decision
 from arbiter.lang.exprcode import fold
 from arbiter.lang.vocabulary import DEFAULT_LOCAL_PROVIDER, IMPLIED_TIER
 
 Enrich = Callable[[dict[str, Any]], Mapping[str, Any] | None]
 _NO_WAIVE: frozenset[str] = frozenset()
+_tuple_new = tuple.__new__  # NamedTuple's own __new__ is a slower Python function
 
 
 def policy_version(sources: Mapping[str, str]) -> str:
@@ -61,42 +62,40 @@ class Policy:
             facts = dict(facts)
         cand, route, fired, trace = self._fn(facts, enrich)
         if not fired:
-            return Decision("proceed", route, cand, None, None, None, (), tuple(trace))
-        best = None
+            return make_decision("proceed", route, cand, None, None, None, (), tuple(trace))
+        best: Any = None
         best_rank = 0
-        retry: Any = None
         reroute = None
-        for site, params in fired:
+        for item in fired:
+            site = item[0]
             rank = site.rank
-            if rank and rank > best_rank and site.verdict not in waive:
-                best, best_rank = (site, params), rank
+            if rank > best_rank and (not waive or site.verdict not in waive):
+                best, best_rank = item, rank
             if site.reroute and reroute is None:
-                reroute = params
+                reroute = item[1]
         verdict = "proceed"
         decided_by = reason = None
+        retry: Any = None
         if best is not None:
             site, params = best
-            verdict = site.verdict
-            decided_by = site.rule
+            verdict, decided_by = site.verdict, site.rule
             given = params.get("reason")
-            reason = (
-                site.rule if given is None else given if isinstance(given, str) else _text(given)
-            )
+            if given is None:
+                reason = site.rule
+            else:
+                reason = given if isinstance(given, str) else _text(given)
             if verdict == "throttle":
-                retry = max(
-                    (_seconds(p.get("retry_after")) for s, p in fired if s.verdict == "throttle"),
-                    default=0,
-                )
+                retry = max(_seconds(p.get("retry_after")) for s, p in fired if s.verdict == "throttle")
         if reroute is not None:
             route = _reroute(reroute)
-        return Decision(
+        return make_decision(
             verdict,
             route,
             cand,
             decided_by,
             reason,
             retry,
-            tuple(Fired(s.rule, s.action, p) for s, p in fired),
+            tuple([_tuple_new(Fired, (s.rule, s.action, p)) for s, p in fired]),
             tuple(trace),
         )
 
