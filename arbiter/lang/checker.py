@@ -7,6 +7,7 @@ evaluation order and the routing strategy.
 from __future__ import annotations
 
 import difflib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -82,6 +83,14 @@ def suggest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean `{close[0]}`?" if close else ""
 
 
+class _TooDeep(Exception):
+    """Unwinds the check of an expression nested deeper than MAX_DEPTH."""
+
+    def __init__(self, line: int, col: int) -> None:
+        super().__init__(line, col)
+        self.line, self.col = line, col
+
+
 class Checker:
     """Checks the declarations of one policy, in source order."""
 
@@ -103,13 +112,16 @@ class Checker:
         for file, decl in self.decls:
             self._file = file
             if isinstance(decl, Const):
-                self._const(decl.name)
+                if self.names.get(decl.name, (None, None))[1] is decl:
+                    self._const(decl.name)
+                else:  # a duplicate, or named by a keyword: still check its expression
+                    self._top(decl.expr, {}, False)
         self._order_rules()
         routing_seen: tuple[SourceFile, Strategy] | None = None
         for file, decl in self.decls:
             self._file = file
             if isinstance(decl, Segment):
-                self._block(decl.block, {}, True, 0)
+                self._top(decl.block, {}, True)
             elif isinstance(decl, Rule):
                 self._rule(decl)
             elif isinstance(decl, Strategy):
@@ -155,7 +167,7 @@ class Checker:
         self._const_state[name] = 1
         saved, self._file = self._file, file
         before = len(self.diagnostics)
-        self._expr(decl.expr, {}, False, 0)
+        self._top(decl.expr, {}, False)
         value = None
         if len(self.diagnostics) == before:
             ok, value = fold(decl.expr, self.result.consts)
@@ -171,10 +183,7 @@ class Checker:
         """Check ``e``; ``scope`` holds let and quantifier names, ``facts`` whether fact
         roots may be read (not in a const)."""
         if depth > MAX_DEPTH:
-            self.error(
-                e.line, e.col, f"expression is nested too deeply (more than {MAX_DEPTH} levels)"
-            )
-            return
+            raise _TooDeep(e.line, e.col)
         d = depth + 1
         if isinstance(e, Literal):
             return
@@ -217,6 +226,20 @@ class Checker:
             if self._bindable(e.var, e.var_line, e.var_col, "a quantifier variable"):
                 inner[e.var] = "var"
             self._block(e.body, inner, facts, d)
+
+    def _top(self, e: Expr | Block, scope: dict[str, str], facts: bool) -> None:
+        """Check a whole expression or block, reporting excessive nesting once."""
+        try:
+            if isinstance(e, Block):
+                self._block(e, scope, facts, 0)
+            else:
+                self._expr(e, scope, facts, 0)
+        except _TooDeep as deep:
+            self.error(
+                deep.line,
+                deep.col,
+                f"expression is nested too deeply (more than {MAX_DEPTH} levels)",
+            )
 
     def _block(self, b: Block, scope: dict[str, str], facts: bool, depth: int) -> None:
         inner = dict(scope)
@@ -312,7 +335,7 @@ class Checker:
         try:
             re.compile(value)
         except (re.error, RecursionError, OverflowError) as exc:
-            self.error(e.line, e.col, f"bad regular expression {value!r}: {exc}")
+            self.error(e.line, e.col, f"bad regular expression {json.dumps(value)}: {exc}")
 
     def _is_const(self, name: str) -> bool:
         decl = self.names.get(name)
@@ -346,14 +369,18 @@ class Checker:
             if mod.kind == "kill_switch" or mod.target is None:
                 continue
             target = self.names.get(mod.target)
-            if target is None or not isinstance(target[1], Rule):
+            if target is None:
                 rules = [k for k, (_, d) in self.names.items() if isinstance(d, Rule)]
-                what = (
-                    "unknown rule"
-                    if target is None
-                    else f"`{mod.target}` is a {_KIND_WORD[type(target[1])]}, not a rule; unknown rule"
+                self.error(
+                    mod.line, mod.col, f"unknown rule `{mod.target}`" + suggest(mod.target, rules)
                 )
-                self.error(mod.line, mod.col, f"{what} `{mod.target}`" + suggest(mod.target, rules))
+                continue
+            if not isinstance(target[1], Rule):
+                kind = _KIND_WORD[type(target[1])]
+                self.error(mod.line, mod.col, f"`{mod.target}` is a {kind}, not a rule")
+                continue
+            if target[1] is rule:
+                self.error(mod.line, mod.col, f"a rule cannot {mod.kind[:-1]} itself")
                 continue
             if self._position.get(id(target[1]), -1) >= self._position.get(id(rule), -1):
                 self.error(
@@ -369,18 +396,15 @@ class Checker:
     def _cond(self, cond: Cond) -> None:
         if cond.segment is not None:
             target = self.names.get(cond.segment)
-            if target is None or not isinstance(target[1], Segment):
+            if target is None:
                 segs = list(self.result.segments)
-                what = (
-                    "unknown segment"
-                    if target is None
-                    else f"`{cond.segment}` is a {_KIND_WORD[type(target[1])]}, not a segment; unknown segment"
-                )
-                self.error(
-                    cond.line, cond.col, f"{what} `{cond.segment}`" + suggest(cond.segment, segs)
-                )
+                message = f"unknown segment `{cond.segment}`" + suggest(cond.segment, segs)
+                self.error(cond.line, cond.col, message)
+            elif not isinstance(target[1], Segment):
+                kind = _KIND_WORD[type(target[1])]
+                self.error(cond.line, cond.col, f"`{cond.segment}` is a {kind}, not a segment")
         if cond.block is not None:
-            self._block(cond.block, {}, True, 0)
+            self._top(cond.block, {}, True)
 
     def _params(self, action: Action) -> dict[str, Any]:
         seen: dict[str, Any] = {}
@@ -388,7 +412,7 @@ class Checker:
             if p.name in seen:
                 self.error(p.line, p.col, f"param `{p.name}` is given twice")
             seen[p.name] = p
-            self._expr(p.expr, {}, True, 0)
+            self._top(p.expr, {}, True)
         return seen
 
     def _rule_action(self, action: Action) -> None:
@@ -427,16 +451,13 @@ class Checker:
             if not ok:
                 tier = ...  # computed at run time
             elif value not in TIERS:
-                self.error(
-                    tier_param.line,
-                    tier_param.col,
-                    f'unknown tier {value!r} (tiers: "local", "cloud")',
-                )
-                tier = ...
+                shown = json.dumps(value, default=str)
+                message = f'unknown tier {shown} (tiers: "local", "cloud")'
+                self.error(tier_param.line, tier_param.col, message)
+                tier = None
             elif implied is not None and value != implied:
-                self.error(
-                    tier_param.line, tier_param.col, f"`{action.name}` always has tier {implied!r}"
-                )
+                message = f'`{action.name}` always has tier "{implied}"'
+                self.error(tier_param.line, tier_param.col, message)
             else:
                 tier = value
         elif implied is None:

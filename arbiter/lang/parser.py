@@ -243,9 +243,9 @@ def _terminal_text(name: str) -> str:
     return f"`{pattern.value}`"
 
 
-def _token_text(tok: Token) -> str:
+def _token_text(tok: Token, end: str = "end of file") -> str:
     if tok.type == "$END":
-        return "end of file"
+        return end
     text = str(tok)
     if len(text) > 30:
         text = text[:27] + "..."
@@ -268,14 +268,20 @@ def _end_position(text: str) -> tuple[int, int]:
     return line, len(text) - (text.rfind("\n") + 1) + 1
 
 
-def _diagnostic(file: str, text: str, exc: UnexpectedInput) -> Diagnostic:
+def _diagnostic(file: str, text: str, exc: UnexpectedInput, end: str = "end of file") -> Diagnostic:
     if isinstance(exc, UnexpectedToken):
         tok = exc.token
         if tok.type == "$END":
             line, col = _end_position(text.rstrip())
         else:
             line, col = tok.line, tok.column
-        message = f"unexpected {_token_text(tok)}, expected {_expected_text(set(exc.expected))}"
+        message = (
+            f"unexpected {_token_text(tok, end)}, expected {_expected_text(set(exc.expected))}"
+        )
+        if str(tok) == "=":
+            message = "unexpected `=` (to compare, write `==`)"
+        elif tok.type == "CMP" and "CMP" not in exc.expected:
+            message = f"unexpected {_token_text(tok)}: comparisons cannot be chained; join them with `and`"
         if str(tok) in KEYWORDS and "NAME" in exc.expected:
             message += f" (`{tok}` is a keyword and cannot be used as a name)"
         return Diagnostic(file, line or 1, col or 1, message)
@@ -334,7 +340,10 @@ def _parse_chunks(file: str, text: str) -> tuple[list[Decl], list[Diagnostic]]:
         try:
             decls.extend(cast("list[Decl]", _parser().parse(padded, start="start")))
         except UnexpectedInput as exc:
-            diags.append(_diagnostic(file, padded, exc))
+            last = i + 1 == len(starts)
+            diags.append(
+                _diagnostic(file, padded, exc, "end of file" if last else "end of this declaration")
+            )
         except LarkError as exc:  # pragma: no cover - lark's other errors are internal
             diags.append(Diagnostic(file, line + 1, col + 1, f"cannot parse: {exc}"))
     return decls, diags

@@ -85,7 +85,9 @@ class Policy:
             else:
                 reason = given if isinstance(given, str) else _text(given)
             if verdict == "throttle":
-                retry = max(_seconds(p.get("retry_after")) for s, p in fired if s.verdict == "throttle")
+                retry = max(
+                    _seconds(p.get("retry_after")) for s, p in fired if s.verdict == "throttle"
+                )
         if reroute is not None:
             route = _reroute(reroute)
         return make_decision(
