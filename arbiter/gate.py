@@ -12,8 +12,9 @@ Choices worth knowing:
   delay (its deadline is the TTL plus the delay). The rules admitted it against today's
   budget; reserving later would let the budget move under a decision already made.
 - A cloud route without a price is never dispatched: the decision is recorded as a deny
-  whose reason names the price file.
-- When the kill switch is on, the verdict is ``halt`` whatever the policy says.
+  (decided by ``prices``) whose reason names the price file.
+- When the kill switch is on, the verdict is ``halt`` (decided by ``system.halted``)
+  whatever the policy says; ``system.halted`` is a fact the rules see too.
 - The gate returns deny and halt as an ``Admission``; the Celery router raises for them.
 - Rules see the strategy's route; a ``Reroute`` is priced (and reserved) at its own price,
   but rules did not see that price. Caps on ``route.estimated_cost_usd`` should not reroute
@@ -23,18 +24,19 @@ Choices worth knowing:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol
+from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection
 
 from arbiter.errors import PriceMissing
-from arbiter.ledger import Ledger, control, decisions, reservations
+from arbiter.lang.decision import Decision, TraceStep
+from arbiter.lang.policy import Policy
+from arbiter.ledger import Ledger, decisions, reservations
 from arbiter.ledger import approvals as approval_rows
-from arbiter.ledger.budget import read_facts
+from arbiter.ledger.budget import read_snapshot
 from arbiter.ledger.models import NANO
 from arbiter.ledger.prices import PriceTable
 from arbiter.ledger.windows import Clock, time_facts, to_db, windows
@@ -49,64 +51,17 @@ TASK_STATUS = {
 }
 
 
-class DecisionLike(Protocol):
-    """What the gate needs of a policy's decision (``arbiter.Decision`` fits)."""
-
-    @property
-    def verdict(self) -> str: ...
-    @property
-    def route(self) -> Mapping[str, Any] | None: ...
-    @property
-    def candidate(self) -> str | None: ...
-    @property
-    def decided_by(self) -> str | None: ...
-    @property
-    def reason(self) -> str | None: ...
-    @property
-    def retry_after_s(self) -> float | None: ...
-    def to_dict(self) -> dict[str, Any]: ...
-
-
-class PolicyLike(Protocol):
-    """What the gate needs of a policy (``arbiter.Policy`` fits)."""
-
-    @property
-    def version(self) -> str: ...
-    def decide(
-        self,
-        facts: dict[str, Any],
-        enrich: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        *,
-        waive: frozenset[str] = frozenset(),
-    ) -> Any: ...
-
-
-@dataclass(frozen=True)
-class GateDecision:
-    """A decision the gate made itself: a missing price, or the kill switch."""
-
-    verdict: str
-    route: dict[str, Any] | None
-    candidate: str | None
-    decided_by: str | None
-    reason: str | None
-    retry_after_s: float | None = None
-    fired: list[dict[str, Any]] = field(default_factory=list)
-    trace: list[dict[str, Any]] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "verdict": self.verdict,
-            "route": self.route,
-            "candidate": self.candidate,
-            "decided_by": self.decided_by,
-            "reason": self.reason,
-            "fired": list(self.fired),
-            "trace": list(self.trace),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict())
+def gate_decision(
+    verdict: str,
+    route: dict[str, Any] | None,
+    candidate: str | None,
+    decided_by: str,
+    reason: str,
+    check: str,
+) -> Decision:
+    """A decision the gate makes itself (a missing price, the kill switch)."""
+    trace = (TraceStep(check, verdict == "proceed", reason),)
+    return Decision(verdict, route, candidate, decided_by, reason, None, (), trace)
 
 
 @dataclass(frozen=True)
@@ -152,7 +107,7 @@ class Admission:
 
     task_id: str
     attempt: int
-    decision: Any  # arbiter.Decision, or GateDecision when the gate decided itself
+    decision: Decision
     verdict: str
     route: dict[str, Any] | None
     tier: str | None
@@ -170,8 +125,9 @@ class Admission:
 
 @dataclass
 class _Priced:
-    """The price the enrich hook found for each route the policy asked about."""
+    """What the enrich hook saw: the route it priced, or the price it could not find."""
 
+    route: dict[str, Any] | None = None
     missing: PriceMissing | None = None
 
 
@@ -181,7 +137,7 @@ class Gate:
     def __init__(
         self,
         ledger: Ledger,
-        policy_provider: Callable[[], PolicyLike],
+        policy_provider: Callable[[], Policy],
         prices: PriceTable,
         host_facts: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
         clock: Clock | None = None,
@@ -189,11 +145,14 @@ class Gate:
         queues: Mapping[str, str] | None = None,
     ) -> None:
         self.ledger = ledger
+        if ledger.prices is None:
+            # Workers settle through the same ledger object: let it price calls the same way.
+            ledger.prices = prices
         self.policy_provider = policy_provider
         self.prices = prices
         self.host_facts = host_facts or (lambda: {})
         self.clock: Clock = clock or ledger.clock
-        self.queues = dict(queues or {"local": "local", "cloud": "cloud"})
+        self.queues = {"local": "local", "cloud": "cloud", **(queues or {})}
 
     def admit(self, request: TaskRequest) -> Admission:
         """Decide, reserve when admitted, park when approval is needed, and record it all."""
@@ -206,64 +165,66 @@ class Gate:
     def _admit(
         self,
         conn: Connection,
-        policy: PolicyLike,
+        policy: Policy,
         host: Mapping[str, Mapping[str, Any]],
         request: TaskRequest,
     ) -> Admission:
         now = self.clock()
         stamp = to_db(now)
-        # The same attempt passing the gate again replaces its earlier admission.
-        reservations.close_held(
-            conn, request.task_id, request.attempt, "released", "admitted again", stamp
-        )
-        budget, research = read_facts(conn, windows(now, self.ledger.zone))
-        halt = control.halt_state(conn)
+        snap = read_snapshot(conn, windows(now, self.ledger.zone), request.task_id, request.attempt)
+        if snap.own_held:
+            # The same attempt passing the gate again replaces its earlier admission (the
+            # snapshot already leaves that hold out).
+            reservations.close_held(
+                conn, request.task_id, request.attempt, "released", "admitted again", stamp
+            )
         version = str(policy.version)
         facts: dict[str, Any] = {
             "task": request.facts(),
-            "budget": budget,
-            "research": research,
+            "budget": snap.budget,
+            "research": snap.research,
             "local": dict(host.get("local") or {}),
             "cloud": dict(host.get("cloud") or {}),
             "time": time_facts(now, self.ledger.zone),
-            "system": {"halted": halt.halted, "policy_version": version},
+            "system": {"halted": snap.halted, "policy_version": version},
         }
         waive: frozenset[str] = frozenset()
         if request.approved and approval_rows.is_granted(conn, request.task_id):
             waive = frozenset({"approval"})
         decision, amount_nusd = self._decide(policy, facts, waive, request)
-        if halt.halted and decision.verdict != "halt":
-            decision = GateDecision(
-                verdict="halt",
-                route=_plain(decision.route),
-                candidate=decision.candidate,
-                decided_by="system.halted",
-                reason=f"the system is halted: {halt.reason or 'no reason given'}",
+        if snap.halted and decision.verdict != "halt":
+            decision = gate_decision(
+                "halt",
+                _plain(decision.route),
+                decision.candidate,
+                "system.halted",
+                f"the system is halted: {snap.halt_reason or 'no reason given'}",
+                "system.halted",
             )
         verdict = str(decision.verdict)
         route = _plain(decision.route)
         tier = str(route.get("tier")) if route and route.get("tier") else None
         queue = self._queue(route, tier)
         countdown = float(decision.retry_after_s or 0) if verdict == "throttle" else None
+        reservation: dict[str, Any] | None = None
         if verdict not in ADMITTED:
             amount_nusd = 0
         else:
             assert route is not None
-            reservations.insert_reservation(
-                conn,
-                task_id=request.task_id,
-                attempt=request.attempt,
-                amount_nusd=amount_nusd,
-                tokens=max(0, request.estimated_tokens) + max(0, request.max_tokens),
-                tier=tier or "local",
-                provider=str(route.get("provider") or ""),
-                model=str(route.get("model") or ""),
-                now=stamp,
-                expires_at=to_db(
+            reservation = {
+                "amount_nusd": amount_nusd,
+                "tokens": max(0, request.estimated_tokens) + max(0, request.max_tokens),
+                "tier": tier or "local",
+                "provider": str(route.get("provider") or ""),
+                "model": str(route.get("model") or ""),
+                "expires_at": to_db(
                     now + self.ledger.reservation_ttl + timedelta(seconds=countdown or 0)
                 ),
-            )
-        self._record(conn, request, decision, version, facts, amount_nusd, queue, stamp)
+            }
+        task_row, decision_row = self._rows(request, decision, version, facts, amount_nusd, queue)
+        decisions.write_admission(
+            conn, request.task_id, request.attempt, stamp, reservation, task_row, decision_row
+        )
         if verdict == "approval":
             approval_rows.request(conn, request.task_id, decision.reason, stamp)
         return Admission(
@@ -282,11 +243,11 @@ class Gate:
 
     def _decide(
         self,
-        policy: PolicyLike,
+        policy: Policy,
         facts: dict[str, Any],
         waive: frozenset[str],
         request: TaskRequest,
-    ) -> tuple[Any, int]:
+    ) -> tuple[Decision, int]:
         """The policy's decision and the reservation its route needs (nano-dollars)."""
         priced = _Priced()
 
@@ -296,7 +257,9 @@ class Gate:
             except PriceMissing as exc:
                 priced.missing = exc
                 raise
-            return {"estimated_cost_usd": cost / NANO}
+            extra = {"estimated_cost_usd": cost / NANO}
+            priced.route = {**route, **extra}
+            return extra
 
         try:
             decision = policy.decide(facts, enrich=enrich, waive=waive)
@@ -304,21 +267,16 @@ class Gate:
             amount = self._estimate_nusd(route, request) if route else 0
         except PriceMissing as exc:
             # Fail closed: a route nobody can price is refused, and the refusal is recorded.
-            return self._refusal(exc, facts), 0
+            return self._refusal(exc), 0
         if priced.missing is not None:
             # The language swallowed the enrich error; the refusal still stands.
-            return self._refusal(priced.missing, facts), 0
+            return self._refusal(priced.missing), 0
+        if priced.route is not None:
+            facts["route"] = priced.route  # the snapshot shows the route the rules saw
         return decision, amount
 
-    def _refusal(self, missing: PriceMissing, facts: dict[str, Any]) -> GateDecision:
-        return GateDecision(
-            verdict="deny",
-            route=None,
-            candidate=None,
-            decided_by="prices",
-            reason=str(missing),
-            trace=[{"check": "price", "result": False, "detail": str(missing)}],
-        )
+    def _refusal(self, missing: PriceMissing) -> Decision:
+        return gate_decision("deny", None, None, "prices", str(missing), "price of the route")
 
     def _estimate_nusd(self, route: Mapping[str, Any], request: TaskRequest) -> int:
         tier = route.get("tier")
@@ -337,61 +295,56 @@ class Gate:
             return named
         return self.queues.get(tier or "local")
 
-    def _record(
+    def _rows(
         self,
-        conn: Connection,
         request: TaskRequest,
-        decision: Any,
+        decision: Decision,
         version: str,
         facts: dict[str, Any],
         amount_nusd: int,
         queue: str | None,
-        stamp: datetime,
-    ) -> None:
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The task row and the decision record of one admission."""
         verdict = str(decision.verdict)
-        decisions.upsert_task(
-            conn,
-            {
-                "id": request.task_id,
-                "kind": request.kind,
-                "source": request.source,
-                "status": TASK_STATUS.get(verdict, "blocked"),
-                "queue": queue,
-                "attempt": request.attempt,
-                "payload": _json_safe(request.payload),
-                "error": None if verdict in ADMITTED else decision.reason,
-                "confidential": request.confidential,
-                "depth": request.depth,
-                "topic": request.topic,
-                "created_at": stamp,
-                "updated_at": stamp,
-            },
-        )
-        full = decision.to_dict()
-        decisions.record(
-            conn,
-            {
-                "task_id": request.task_id,
-                "attempt": request.attempt,
-                "policy_version": version,
-                "verdict": verdict,
-                "route": _json_safe(_plain(decision.route)),
-                "candidate": decision.candidate,
-                "decided_by": decision.decided_by,
-                "reason": decision.reason,
-                "retry_after_s": decision.retry_after_s if verdict == "throttle" else None,
-                "reserved_nusd": amount_nusd,
-                "facts": _json_safe(facts),
-                "trace": _json_safe(full.get("trace")),
-                "created_at": stamp,
-            },
-        )
+        task_row = {
+            "kind": request.kind,
+            "source": request.source,
+            "status": TASK_STATUS.get(verdict, "blocked"),
+            "queue": queue,
+            "payload": _json_safe(request.payload),
+            "error": None if verdict in ADMITTED else decision.reason,
+            "confidential": request.confidential,
+            "depth": request.depth,
+            "topic": request.topic,
+        }
+        decision_row = {
+            "policy_version": version,
+            "verdict": verdict,
+            "route": _json_safe(_plain(decision.route)),
+            "candidate": decision.candidate,
+            "decided_by": decision.decided_by,
+            "reason": decision.reason,
+            "retry_after_s": decision.retry_after_s if verdict == "throttle" else None,
+            "reserved_nusd": amount_nusd,
+            "facts": _json_safe(facts),
+            "trace": _json_safe(decision.to_dict().get("trace")),
+        }
+        return task_row, decision_row
 
 
 def _plain(route: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(route) if route is not None else None
 
 
+_JSON_LEAVES = (str, int, float, bool, type(None))
+
+
 def _json_safe(value: Any) -> Any:
-    """A JSON-able copy (tuples become lists; unknown objects their text)."""
-    return json.loads(json.dumps(value, default=str))
+    """A JSON-able copy: tuples and sets become lists, unknown objects their text."""
+    if isinstance(value, _JSON_LEAVES):
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_json_safe(v) for v in value]
+    return str(value)

@@ -2,25 +2,55 @@
 
 Each budget figure is settled usage in its window plus every reservation still held: held
 money is committed whatever the window it was taken in, so it counts everywhere until it
-is settled, released or expired.
+is settled, released or expired. The statement is built once, with the window starts as
+parameters, because the gate runs it on every decision.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, func, select, true
+from sqlalchemy import (
+    Connection,
+    Date,
+    DateTime,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    case,
+    func,
+    select,
+    true,
+)
+from sqlalchemy.sql import Select
 
-from arbiter.ledger.models import NANO, ModelCall, ResearchTopic, Reservation, Task, table
+from arbiter.ledger.models import (
+    NANO,
+    ModelCall,
+    ResearchTopic,
+    Reservation,
+    SystemState,
+    Task,
+    UsageDay,
+    table,
+)
 from arbiter.ledger.windows import Windows
 
 RESEARCH_KIND = "research"
-ADMITTED_STATUSES = ("queued", "running", "succeeded", "failed")
+STATE_ROW = 1
 
-_calls = table(ModelCall)
-_held = table(Reservation)
-_tasks = table(Task)
-_topics = table(ResearchTopic)
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the gate reads before deciding: budget and research facts, the kill switch."""
+
+    budget: dict[str, Any]
+    research: dict[str, Any]
+    halted: bool
+    halt_reason: str | None
+    own_held: int  # reservations already held by the attempt being decided
 
 
 def _sum(column: Any, condition: Any) -> Any:
@@ -31,77 +61,105 @@ def _count(condition: Any) -> Any:
     return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
 
 
-def _statement(w: Windows) -> Any:
-    calls = _calls.c
+def _build() -> Select[Any]:
+    hour = bindparam("hour_start", type_=DateTime())
+    day = bindparam("day_start", type_=DateTime())
+    today = bindparam("today", type_=Date())
+    month_first = bindparam("month_first", type_=Date())
+    zone = bindparam("zone", type_=String())
+    task_id = bindparam("task_id", type_=String())
+    attempt = bindparam("attempt", type_=Integer())
+    days = table(UsageDay).c
     settled = (
         select(
-            _sum(calls.cost_nusd, calls.recorded_at >= w.day_start).label("day_nusd"),
-            _sum(calls.cost_nusd, calls.recorded_at >= w.month_start).label("month_nusd"),
-            _sum(calls.total_tokens, calls.recorded_at >= w.hour_start).label("hour_tokens"),
-            _sum(calls.total_tokens, calls.recorded_at >= w.day_start).label("day_tokens"),
-            _count(and_(calls.tier == "cloud", calls.recorded_at >= w.day_start)).label(
-                "day_cloud_calls"
-            ),
+            _sum(days.cost_nusd, days.day == today).label("day_nusd"),
+            func.coalesce(func.sum(days.cost_nusd), 0).label("month_nusd"),
+            _sum(days.tokens, days.day == today).label("day_tokens"),
+            _sum(days.cloud_calls, days.day == today).label("day_calls"),
         )
-        .where(calls.recorded_at >= min(w.month_start, w.hour_start))
+        .where(days.zone == zone, days.day >= month_first)
         .subquery("settled")
     )
-    res = _held.c
+    calls = table(ModelCall).c
+    hour_tokens = select(func.coalesce(func.sum(calls.total_tokens), 0)).where(
+        calls.recorded_at >= hour
+    )
+    res = table(Reservation).c
+    own = and_(res.task_id == task_id, res.attempt == attempt)
     held = (
         select(
             func.coalesce(func.sum(res.amount_nusd), 0).label("nusd"),
             func.coalesce(func.sum(res.tokens), 0).label("tokens"),
             _count(res.tier == "cloud").label("cloud_calls"),
+            _count(own).label("own_count"),
+            _sum(res.amount_nusd, own).label("own_nusd"),
+            _sum(res.tokens, own).label("own_tokens"),
+            _count(and_(own, res.tier == "cloud")).label("own_cloud"),
         )
         .where(res.status == "held")
         .subquery("held")
     )
-    t = _tasks.c
-    research = (
-        select(func.count().label("cycles"))
-        .where(
-            t.kind == RESEARCH_KIND,
-            t.created_at >= w.day_start,
-            t.status.in_(ADMITTED_STATUSES),
-        )
-        .scalar_subquery()
+    tasks = table(Task).c
+    cycles = select(func.count()).where(
+        tasks.kind == RESEARCH_KIND,
+        tasks.created_at >= day,
+        tasks.status != "blocked",
+        tasks.status != "parked",
     )
-    topics = _topics.c
-    followups = (
-        select(func.count())
-        .where(topics.parent_id.is_not(None), topics.created_at >= w.day_start)
-        .scalar_subquery()
-    )
-    backlog = select(func.count()).where(topics.status == "pending").scalar_subquery()
+    topics = table(ResearchTopic).c
+    followups = select(func.count()).where(topics.parent_id.is_not(None), topics.created_at >= day)
+    backlog = select(func.count()).where(topics.status == "pending")
+    state = table(SystemState).c
+    halted = select(state.halted).where(state.id == STATE_ROW)
+    reason = select(state.reason).where(state.id == STATE_ROW)
     return select(
-        settled.c.day_nusd,
-        settled.c.month_nusd,
-        settled.c.hour_tokens,
-        settled.c.day_tokens,
-        settled.c.day_cloud_calls,
-        held.c.nusd,
-        held.c.tokens,
-        held.c.cloud_calls,
-        research.label("cycles"),
-        followups.label("followups"),
-        backlog.label("backlog"),
+        settled,
+        held,
+        hour_tokens.scalar_subquery().label("hour_tokens"),
+        cycles.scalar_subquery().label("cycles"),
+        followups.scalar_subquery().label("followups"),
+        backlog.scalar_subquery().label("backlog"),
+        halted.scalar_subquery().label("halted"),
+        reason.scalar_subquery().label("halt_reason"),
     ).select_from(settled.join(held, true()))
 
 
-def read_facts(conn: Connection, w: Windows) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(budget, research)`` fact mappings as the policy language names them."""
-    row = conn.execute(_statement(w)).one()
-    held_nusd, held_tokens, held_cloud = int(row.nusd), int(row.tokens), int(row.cloud_calls)
+_STATEMENT = _build()
+
+
+def read_snapshot(conn: Connection, w: Windows, task_id: str = "", attempt: int = -1) -> Snapshot:
+    """The facts as of now, leaving out what ``(task_id, attempt)`` itself holds."""
+    row = conn.execute(
+        _STATEMENT,
+        {
+            "hour_start": w.hour_start,
+            "day_start": w.day_start,
+            "today": w.today,
+            "month_first": w.month_first,
+            "zone": w.zone,
+            "task_id": task_id,
+            "attempt": attempt,
+        },
+    ).one()
+    held_nusd = int(row.nusd) - int(row.own_nusd)
+    held_tokens = int(row.tokens) - int(row.own_tokens)
+    held_cloud = int(row.cloud_calls) - int(row.own_cloud)
     budget = {
         "daily_spend_usd": (int(row.day_nusd) + held_nusd) / NANO,
         "monthly_spend_usd": (int(row.month_nusd) + held_nusd) / NANO,
         "hourly_tokens": int(row.hour_tokens) + held_tokens,
         "daily_tokens": int(row.day_tokens) + held_tokens,
-        "daily_cloud_calls": int(row.day_cloud_calls) + held_cloud,
+        "daily_cloud_calls": int(row.day_calls) + held_cloud,
     }
     research = {
         "cycles_today": int(row.cycles),
         "followups_today": int(row.followups),
         "backlog": int(row.backlog),
     }
-    return budget, research
+    return Snapshot(budget, research, bool(row.halted), row.halt_reason, int(row.own_count))
+
+
+def read_facts(conn: Connection, w: Windows) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(budget, research)`` fact mappings as the policy language names them."""
+    snapshot = read_snapshot(conn, w)
+    return snapshot.budget, snapshot.research

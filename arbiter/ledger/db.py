@@ -9,15 +9,23 @@ transaction takes a transaction-scoped advisory lock instead.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL
 
 from arbiter.errors import LedgerUnavailable
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: the busy timeout alone serializes
+    fcntl = None  # type: ignore[assignment]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
@@ -85,20 +93,88 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     return engine
 
 
+class FileLock:
+    """An exclusive lock on a file next to the SQLite database, for threads and processes.
+
+    SQLite's own busy handler polls with sleeps of up to 100 ms, so writers queueing on
+    ``BEGIN IMMEDIATE`` wait far longer than the lock is held. Queueing on ``flock`` first
+    hands the lock over as soon as it is free. (SQLite is one host's database, so a local
+    file lock covers every writer; the busy timeout stays as the fallback.)
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._threads = threading.Lock()
+        self._fd: int | None = None
+        self._pid = -1
+
+    def _descriptor(self) -> int:
+        # A descriptor inherited through fork shares its lock with the parent: reopen.
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pid = os.getpid()
+        return self._fd
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        with self._threads:
+            fd = self._descriptor()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def writer_lock(engine: Engine) -> FileLock | None:
+    """The file lock of a file-backed SQLite database, else None."""
+    if engine.dialect.name != "sqlite" or fcntl is None:
+        return None
+    database = engine.url.database or ""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return FileLock(Path(database).expanduser().with_name(Path(database).name + ".lock"))
+
+
 @contextmanager
-def serialized_connection(engine: Engine) -> Iterator[Connection]:
+def serialized_connection(engine: Engine, lock: FileLock | None = None) -> Iterator[Connection]:
     """A transaction that holds the ledger's write lock from its first statement to commit."""
-    with engine.connect() as raw:
+    if engine.dialect.name == "postgresql":
+        with _pg_serialized(engine) as conn:
+            yield conn
+        return
+    with contextlib.ExitStack() as stack:
+        if lock is not None:
+            stack.enter_context(lock.hold())
+        raw = stack.enter_context(engine.connect())
         conn = raw.execution_options(**{SERIALIZED: True})
         with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
             yield conn
 
 
 @contextmanager
+def _pg_serialized(engine: Engine) -> Iterator[Connection]:
+    # BEGIN and the advisory lock travel in one round trip (the simple query protocol takes
+    # several statements); the lock lasts until COMMIT or ROLLBACK. Statements run after
+    # the lock is granted, so under READ COMMITTED each sees every earlier admission.
+    with engine.connect() as raw:
+        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+        conn.exec_driver_sql(_PG_BEGIN)
+        try:
+            yield conn
+        except BaseException:
+            with contextlib.suppress(exc.DBAPIError):
+                conn.exec_driver_sql("ROLLBACK")
+            raise
+        conn.exec_driver_sql("COMMIT")
+
+
+_PG_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+
+
+@contextmanager
 def plain_connection(engine: Engine) -> Iterator[Connection]:
-    """An ordinary read-committed transaction (deferred on SQLite)."""
+    """An ordinary read-committed transaction (deferred on SQLite: for reading)."""
     with engine.connect() as conn, conn.begin():
         yield conn
 

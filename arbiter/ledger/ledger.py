@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, exc
 
 from arbiter import migrations
-from arbiter.ledger import approvals, control, decisions, research, reservations
+from arbiter.ledger import approvals, control, decisions, research, reservations, usage_days
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
 from arbiter.ledger.control import HaltState, PolicyRecord
@@ -27,6 +27,7 @@ from arbiter.ledger.db import (
     plain_connection,
     serialized_connection,
     translate_errors,
+    writer_lock,
 )
 from arbiter.ledger.decisions import StoredDecision
 from arbiter.ledger.models import NANO
@@ -64,6 +65,7 @@ class Ledger:
         self.prices = prices
         with translate_errors(self.url):
             self.engine = create_ledger_engine(self.url)
+        self._writer_lock = writer_lock(self.engine)
 
     @classmethod
     def from_settings(
@@ -76,6 +78,8 @@ class Ledger:
             clock=clock,
             reservation_ttl_s=settings.reservation_ttl_s,
         )
+        if settings.prices_path.exists():
+            ledger.prices = PriceTable.load(settings.prices_path)
         if upgrade:
             ledger.upgrade()
         return ledger
@@ -100,22 +104,42 @@ class Ledger:
     @contextmanager
     def serialized(self) -> Iterator[Connection]:
         """A transaction holding the ledger-wide write lock until it commits."""
-        with translate_errors(self.url), serialized_connection(self.engine) as conn:
+        with (
+            translate_errors(self.url),
+            serialized_connection(self.engine, self._writer_lock) as conn,
+        ):
             yield conn
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """An ordinary transaction."""
+        """A transaction that writes. SQLite has one writer at a time anyway, and taking the
+        write lock up front avoids a deferred transaction failing when it starts to write."""
+        if self.dialect == "sqlite":
+            with self.serialized() as conn:
+                yield conn
+            return
+        with translate_errors(self.url), plain_connection(self.engine) as conn:
+            yield conn
+
+    @contextmanager
+    def reading(self) -> Iterator[Connection]:
+        """A transaction that only reads (never blocks on writers)."""
         with translate_errors(self.url), plain_connection(self.engine) as conn:
             yield conn
 
     def upgrade(self) -> str:
-        """Apply pending migrations; returns the schema revision."""
+        """Apply pending migrations; returns the schema revision.
+
+        Also fills the per-day totals of the configured zone when it has none yet.
+        """
         with self.serialized() as conn:
-            return migrations.upgrade(conn)
+            revision = migrations.upgrade(conn)
+            if usage_days.needs_rebuild(conn, self.zone):
+                usage_days.rebuild(conn, self.zone)
+            return revision
 
     def revision(self) -> str | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return migrations.current_revision(conn)
 
     # --- facts ------------------------------------------------------------------------------
@@ -130,7 +154,7 @@ class Ledger:
     def _facts(self, conn: Connection | None) -> tuple[dict[str, Any], dict[str, Any]]:
         if conn is not None:
             return read_facts(conn, windows(self.clock(), self.zone))
-        with self.transaction() as own:
+        with self.reading() as own:
             return read_facts(own, windows(self.clock(), self.zone))
 
     # --- reservations and calls -------------------------------------------------------------
@@ -154,11 +178,11 @@ class Ledger:
     ) -> CallRecord:
         """Replace the attempt's reservation by the real cost; a second settle charges nothing.
 
-        The cost comes from the price table (``self.prices``) unless ``cost_usd`` is given.
+        The cost comes from ``cost_usd``, else the price table (``self.prices``; a gate lends
+        its own), else — a billed call nobody can price — the amount held for it.
         Timings are a ``Timings`` or ``started_at``/``finished_at`` (aware datetimes or Unix
         seconds). ``result`` is stored on the task, for a redelivered message to answer from.
         """
-        cost_nusd = self._cost_nusd(provider, model, usage, cost_usd)
         if timings is None:
             timings = Timings(_instant(started_at), _instant(finished_at))
         now = self.now()
@@ -167,6 +191,10 @@ class Ledger:
                 existing = reservations.find_call(conn, task_id, attempt)
                 if existing is not None:
                     return existing
+                cost_nusd = self._cost_nusd(provider, model, usage, cost_usd)
+                if cost_nusd is None:
+                    # No price, yet the call was billed: charge what was held, the upper bound.
+                    cost_nusd = reservations.held_amount(conn, task_id, attempt)
                 tier = (
                     tier
                     or reservations.held_tier(conn, task_id, attempt)
@@ -188,6 +216,7 @@ class Ledger:
                     now=now,
                     to_db=to_db,
                 )
+                usage_days.add(conn, self.zone, now, cost_nusd, usage.total_tokens, tier == "cloud")
                 reservations.close_held(conn, task_id, attempt, "settled", None, now)
                 task_status = "succeeded" if status == "succeeded" else "failed"
                 reservations.update_task(
@@ -195,7 +224,7 @@ class Ledger:
                 )
         except exc.IntegrityError:
             # Another worker settled the same attempt between our check and insert.
-            with self.transaction() as conn:
+            with self.reading() as conn:
                 found = reservations.find_call(conn, task_id, attempt)
             if found is None:
                 raise
@@ -204,17 +233,16 @@ class Ledger:
             task_id, attempt, tier, provider, model, usage, cost_nusd / NANO, status, result
         )
 
-    def _cost_nusd(self, provider: str, model: str, usage: Usage, cost_usd: float | None) -> int:
+    def _cost_nusd(
+        self, provider: str, model: str, usage: Usage, cost_usd: float | None
+    ) -> int | None:
         if cost_usd is not None:
-            return round(cost_usd * 1e9)
-        if self.prices is None:
-            return 0 if provider in LOCAL_PROVIDERS else self._no_prices(provider, model)
-        return PriceTable.cost_nusd(self.prices.price(provider, model), usage)
-
-    def _no_prices(self, provider: str, model: str) -> int:
-        # Without a table the cost is unknown; refuse rather than record zero.
-        PriceTable.empty().price(provider, model)
-        return 0
+            return round(cost_usd * NANO)
+        if self.prices is not None:
+            price = self.prices.lookup(provider, model)
+            if price is not None:
+                return PriceTable.cost_nusd(price, usage)
+        return 0 if provider in LOCAL_PROVIDERS else None
 
     def release(self, task_id: str, attempt: int, reason: str) -> int:
         """Free the attempt's held reservation (nothing was billed); returns how many."""
@@ -237,7 +265,7 @@ class Ledger:
             return len(reservations.expire_held(conn, moment, deadline))
 
     def reservation_held(self, task_id: str, attempt: int) -> bool:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return reservations.is_held(conn, task_id, attempt)
 
     def succeeded_call(self, task_id: str, attempt: int) -> dict[str, Any] | None:
@@ -252,7 +280,7 @@ class Ledger:
 
     def call_record(self, task_id: str, attempt: int) -> CallRecord | None:
         """The billed call of an attempt, if any."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return reservations.find_call(conn, task_id, attempt)
 
     def mark_running(self, task_id: str, attempt: int) -> None:
@@ -272,13 +300,13 @@ class Ledger:
     def spend_report(self, days: int = 1, by: GroupBy = "model") -> SpendReport:
         """Settled spend of the last ``days`` calendar days (today counts as one)."""
         since = day_start(self.clock(), self.zone, max(days, 1) - 1)
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return spend(conn, since, by, self.zone)
 
     # --- halt, approvals, research, policies ------------------------------------------------
 
     def halt_state(self) -> HaltState:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return control.halt_state(conn)
 
     def is_halted(self) -> bool:
@@ -289,7 +317,7 @@ class Ledger:
             control.set_halt(conn, halted, reason, self.now())
 
     def approvals(self, status: str | None = "pending") -> list[ApprovalRecord]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return approvals.listing(conn, status)
 
     def grant(self, task_id: str, decided_by: str, reason: str | None = None) -> dict[str, Any]:
@@ -325,11 +353,11 @@ class Ledger:
             return research.save_brief(conn, topic_id, task_id, text, self.now())
 
     def topic(self, topic_id: int) -> Topic | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return research.get(conn, topic_id)
 
     def briefs(self, topic_id: int) -> list[str]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return research.briefs(conn, topic_id)
 
     def publish_policy(
@@ -339,21 +367,21 @@ class Ledger:
             control.publish(conn, version, sources, published_by, self.now())
 
     def active_policy(self) -> PolicyRecord | None:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return control.active_policy(conn)
 
     def policy_history(self, limit: int = 20) -> list[PolicyRecord]:
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return control.policy_history(conn, limit)
 
     # --- audit ------------------------------------------------------------------------------
 
     def decisions(self, task_id: str | None = None) -> list[StoredDecision]:
         """Decision records, oldest first (all of them, or one task's)."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return decisions.listing(conn, task_id)
 
     def task(self, task_id: str) -> dict[str, Any] | None:
         """The task row as a mapping of its columns, or None."""
-        with self.transaction() as conn:
+        with self.reading() as conn:
             return decisions.task_row(conn, task_id)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from arbiter.ledger.models import NANO, ModelCall, Reservation, Task, table
 from arbiter.usage import Usage
@@ -105,6 +105,16 @@ def held_tier(conn: Connection, task_id: str, attempt: int) -> str | None:
         .order_by(_res.c.id.desc())
         .limit(1)
     ).scalar()
+
+
+def held_amount(conn: Connection, task_id: str, attempt: int) -> int:
+    """Nano-dollars held for the attempt (0 when nothing is held)."""
+    amount = conn.execute(
+        select(func.coalesce(func.sum(_res.c.amount_nusd), 0)).where(
+            _res.c.task_id == task_id, _res.c.attempt == attempt, _res.c.status == "held"
+        )
+    ).scalar()
+    return int(amount or 0)
 
 
 def is_held(conn: Connection, task_id: str, attempt: int) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 Clock = Callable[[], datetime]
@@ -41,6 +41,9 @@ class Windows:
     hour_start: datetime
     day_start: datetime
     month_start: datetime
+    today: date  # local calendar day
+    month_first: date  # its month's first day
+    zone: str
 
 
 def windows(now: datetime, zone: ZoneInfo) -> Windows:
@@ -53,6 +56,9 @@ def windows(now: datetime, zone: ZoneInfo) -> Windows:
         hour_start=to_db(now - ROLLING_HOUR),
         day_start=to_db(day),
         month_start=to_db(month),
+        today=day.date(),
+        month_first=month.date(),
+        zone=zone.key,
     )
 
 
