@@ -12,6 +12,7 @@ import itertools
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from arbiter.lang import runtime
@@ -373,3 +374,16 @@ def fold(expr: Expr, consts: dict[str, Value]) -> tuple[bool, Value]:
     code = compile(f"def _const():\n    return {out.text}\n", "<const>", "exec")
     exec(code, ns)
     return True, ns["_const"]()
+
+
+def compile_expression(expr: Expr, consts: dict[str, Value] | None = None) -> Callable[[Any], Value]:
+    """Compile one checked expression into ``f(facts) -> value`` (for tools and tests;
+    policies compile whole rules instead)."""
+    ns: dict[str, Any] = dict(RUNTIME_GLOBALS)
+    compiler = ExprCompiler(consts or {}, ns)
+    out = compiler.emit(expr, {})
+    lines = ["def _expr(facts):"]
+    lines += [f"    _F_{r} = _root(facts.get({r!r}))" for r in sorted(compiler.roots)]
+    lines.append(f"    return {out.text}")
+    exec(compile("\n".join(lines) + "\n", "<expr>", "exec"), ns)
+    return ns["_expr"]  # type: ignore[no-any-return]

@@ -42,8 +42,17 @@ def unparse(expr: Expr) -> str:
 
 def unparse_block(block: Block) -> str:
     """Return the inside of a block: its lets, then its expression."""
-    lets = "".join(f"let {let.name} = {unparse(let.expr)} " for let in block.lets)
-    return lets + unparse(block.expr)
+    body = unparse(block.expr)
+    if block.lets and body.startswith(("not ", "-")):
+        body = f"({body})"  # else it would continue the last let: `let x = a not in b`
+    parts = []
+    for i, let in enumerate(block.lets):
+        text = unparse(let.expr)
+        following = "let" if i + 1 < len(block.lets) else body
+        if following.startswith("(") and (text[-1:].isalnum() or text.endswith("_")):
+            text = f"({text})"  # else `name (` reads as a function call
+        parts.append(f"let {let.name} = {text} ")
+    return "".join(parts) + body
 
 
 def unparse_cond(cond: Cond) -> str:
