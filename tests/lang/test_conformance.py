@@ -58,7 +58,7 @@ def test_case(case: Path) -> None:
         extra = run.get("enrich")
         seen: list[dict[str, Any]] = []
 
-        def enrich(route: dict[str, Any], extra: Any = extra) -> Any:
+        def enrich(route: dict[str, Any], extra: Any = extra, seen: list[Any] = seen) -> Any:
             seen.append(route)
             return extra
 
