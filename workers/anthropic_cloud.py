@@ -108,15 +108,21 @@ class AnthropicBackend:
             # ``from None``: the SDK's exception holds the request, headers and all.
             raise self._translate(exc, req) from None
         latency = time.perf_counter() - started
-        text = "".join(
-            str(getattr(block, "text", "")) for block in msg.content if block.type == "text"
-        )
+        try:
+            text = "".join(
+                str(getattr(block, "text", "")) for block in msg.content if block.type == "text"
+            )
+            usage = usage_from_message(msg.usage)
+        except (AttributeError, TypeError) as exc:
+            raise failures.unreadable(
+                self.name, f"{type(exc).__name__}: {exc}", (self._key,)
+            ) from None
         value, problem = parse_answer(text, req.json_schema)
         return Completion(
             text=text,
             json=value,
             json_error=problem,
-            usage=usage_from_message(msg.usage),
+            usage=usage,
             timings=Timings(latency_s=latency),
             model=str(msg.model or req.model),
             provider=self.name,
@@ -139,9 +145,7 @@ class AnthropicBackend:
                 key_env=KEY_ENV,
                 secrets=(self._key,),
             )
-        return failures.from_status(
-            provider=self.name, status=0, message=str(exc), model=req.model, secrets=(self._key,)
-        )
+        return failures.unreadable(self.name, str(exc), (self._key,))
 
     def probe(self) -> ProbeResult:
         """Available when a key is configured; no network call is made."""

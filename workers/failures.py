@@ -75,6 +75,17 @@ def from_status(
     return PermanentBackendError(f"{provider} rejected the request (HTTP {status}): {detail}")
 
 
+def unreadable(
+    provider: str, message: str, secrets: Iterable[str | None] = ()
+) -> PermanentBackendError:
+    """An answer the SDK could not read (not an HTTP error): a retry would read the same."""
+    detail = _clip(scrub(message or "no detail", secrets))
+    return PermanentBackendError(
+        f"{provider} sent an answer that could not be read ({detail}); "
+        "check that the URL points at the right kind of server"
+    )
+
+
 def timed_out(provider: str, timeout_s: float) -> TransientBackendError:
     """A call that did not finish within its timeout."""
     return TransientBackendError(

@@ -80,6 +80,8 @@ class OllamaBackend:
             )
         except _CLIENT_ERRORS as exc:
             raise self._translate(exc, req.model, req.timeout_s) from None
+        except ValueError as exc:  # pydantic: an answer that is not a chat response
+            raise failures.unreadable("Ollama", f"{type(exc).__name__}: {exc}") from None
         latency = time.perf_counter() - started
         text = resp.message.content or ""
         value, problem = parse_answer(text, req.json_schema)
@@ -124,7 +126,7 @@ class OllamaBackend:
                 f"the connection to Ollama at {self.host} broke ({type(exc).__name__}); "
                 "the call will be retried"
             )
-        return failures.from_status(provider="Ollama", status=0, message=str(exc), model=model)
+        return failures.unreadable("Ollama", str(exc))
 
     def models(self) -> tuple[str, ...]:
         """Names of the pulled models (``GET /api/tags``); raises like ``complete``."""

@@ -25,6 +25,8 @@ Api = Literal["responses", "chat"]
 # ``{"type": "json_object", "schema": ...}`` (llama-cpp-python's server, Anyscale).
 SchemaStyle = Literal["json_schema", "json_object"]
 SCHEMA_NAME = "output"
+# What reading an answer of the wrong shape raises (the SDKs do not validate answers).
+_MALFORMED = (AttributeError, TypeError, KeyError, IndexError, ValueError)
 
 
 def make_client(*, api_key: str, base_url: str | None, timeout_s: float) -> openai.OpenAI:
@@ -90,9 +92,7 @@ def translate_error(
             secrets=secrets,
         )
     # Anything else from the SDK (a malformed answer, say) is not worth a retry.
-    return failures.from_status(
-        provider=provider, status=0, message=str(exc), model=model, secrets=secrets
-    )
+    return failures.unreadable(provider, str(exc), secrets)
 
 
 def complete(
@@ -128,6 +128,8 @@ def complete(
             key_env=key_env,
             secrets=secrets,
         ) from None
+    except _MALFORMED as exc:
+        raise failures.unreadable(provider, f"{type(exc).__name__}: {exc}", secrets) from None
     latency = time.perf_counter() - started
     value, problem = parse_answer(text, req.json_schema)
     return Completion(
@@ -168,10 +170,11 @@ def _chat(
         timeout=req.timeout_s,
         **kwargs,
     )
-    choice = resp.choices[0] if resp.choices else None
-    text = (choice.message.content if choice is not None else None) or ""
-    finish = choice.finish_reason if choice is not None else None
-    return text, usage_from_chat(resp.usage), str(resp.model or ""), finish
+    if not resp.choices:
+        raise ValueError("the answer has no choices")
+    choice = resp.choices[0]
+    text = choice.message.content or ""
+    return text, usage_from_chat(resp.usage), str(resp.model or ""), choice.finish_reason
 
 
 def _responses(
@@ -198,5 +201,7 @@ def _responses(
         timeout=req.timeout_s,
         **kwargs,
     )
+    if resp.output is None:
+        raise ValueError("the answer has no output")
     status = getattr(resp, "status", None)
     return resp.output_text, usage_from_responses(resp.usage), str(resp.model or ""), status

@@ -182,3 +182,10 @@ def test_confidential_request_is_refused_before_any_network_io(wire: WireServer)
     with pytest.raises(ConfidentialRefused):
         backend(wire).complete(request(confidential=True))
     assert wire.received == []
+
+
+@pytest.mark.parametrize("body", ["an HTML error page", {"unexpected": True}])
+def test_unreadable_answer_is_permanent(wire: WireServer, body: object) -> None:
+    wire.on("POST", PATH, Reply(200, body))
+    with pytest.raises(PermanentBackendError, match="could not be read"):
+        backend(wire).complete(request())

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from arbiter.errors import BackendUnavailable, ModelNotFound, TransientBackendError
+from arbiter.errors import (
+    BackendUnavailable,
+    ModelNotFound,
+    PermanentBackendError,
+    TransientBackendError,
+)
 from arbiter.usage import Usage
 from tests.workers.wire_fakes import Reply, WireServer, closed_port, ollama_chat, ollama_tags
 from workers.ollama import OllamaBackend, resolve_host
@@ -109,3 +114,9 @@ def test_host_falls_back_to_environment(monkeypatch: pytest.MonkeyPatch) -> None
     assert resolve_host("http://gpu-box:11434/") == "http://gpu-box:11434"
     monkeypatch.delenv("OLLAMA_HOST")
     assert resolve_host(None) == "http://127.0.0.1:11434"
+
+
+def test_unreadable_answer_is_permanent(wire: WireServer) -> None:
+    wire.on("POST", "/api/chat", Reply(200, {"unexpected": True}))
+    with pytest.raises(PermanentBackendError, match="could not be read"):
+        OllamaBackend(wire.url).complete(request())

@@ -263,3 +263,10 @@ def test_probe_needs_no_network(wire: WireServer) -> None:
     assert backend(wire, "responses").probe().available is True
     assert wire.received == []
     assert KEY not in repr(backend(wire, "responses"))
+
+
+@pytest.mark.parametrize("body", ["an HTML error page", {"unexpected": True}])
+def test_unreadable_answer_is_permanent(wire: WireServer, api: Api, body: object) -> None:
+    wire.on("POST", PATHS[api], Reply(200, body))
+    with pytest.raises(PermanentBackendError, match="could not be read"):
+        backend(wire, api).complete(request())
