@@ -130,5 +130,5 @@ def test_worker_killed_mid_task_is_redelivered_and_billed_once(
     assert len(calls) == 2, "the killed call, then the redelivered one"
     ledger = stack.ledger
     assert ledger.succeeded_call(handle.task_id, 1) is not None
-    rows = [r for r in ledger.spend_report(days=1, by="model").to_dict()["rows"]]
-    assert [r["calls"] for r in rows if r["key"] == "tiny-local"] == [1]
+    report = ledger.spend_report(days=1, by="model")
+    assert [(r.key, r.calls) for r in report.rows] == [("openai_compat/tiny-local", 1)]
