@@ -9,6 +9,7 @@ parameters, because the gate runs it on every decision.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -34,6 +35,7 @@ from arbiter.ledger.models import (
     SystemState,
     Task,
     UsageDay,
+    UsageMinute,
     table,
 )
 from arbiter.ledger.windows import Windows
@@ -80,9 +82,14 @@ def _build() -> Select[Any]:
         .where(days.zone == zone, days.day >= month_first)
         .subquery("settled")
     )
+    # The rolling hour: whole minutes from their running totals, plus the calls of the
+    # minute the hour starts in, counted one by one so the edge stays exact.
+    minutes = table(UsageMinute).c
+    next_minute = bindparam("hour_next_minute", type_=DateTime())
+    whole = select(func.coalesce(func.sum(minutes.tokens), 0)).where(minutes.minute >= next_minute)
     calls = table(ModelCall).c
-    hour_tokens = select(func.coalesce(func.sum(calls.total_tokens), 0)).where(
-        calls.recorded_at >= hour
+    edge = select(func.coalesce(func.sum(calls.total_tokens), 0)).where(
+        calls.recorded_at >= hour, calls.recorded_at < next_minute
     )
     res = table(Reservation).c
     own = and_(res.task_id == task_id, res.attempt == attempt)
@@ -115,7 +122,8 @@ def _build() -> Select[Any]:
     return select(
         settled,
         held,
-        hour_tokens.scalar_subquery().label("hour_tokens"),
+        whole.scalar_subquery().label("hour_whole"),
+        edge.scalar_subquery().label("hour_edge"),
         cycles.scalar_subquery().label("cycles"),
         followups.scalar_subquery().label("followups"),
         backlog.scalar_subquery().label("backlog"),
@@ -133,6 +141,8 @@ def read_snapshot(conn: Connection, w: Windows, task_id: str = "", attempt: int 
         _STATEMENT,
         {
             "hour_start": w.hour_start,
+            "hour_next_minute": w.hour_start.replace(second=0, microsecond=0)
+            + timedelta(minutes=1),
             "day_start": w.day_start,
             "today": w.today,
             "month_first": w.month_first,
@@ -147,7 +157,7 @@ def read_snapshot(conn: Connection, w: Windows, task_id: str = "", attempt: int 
     budget = {
         "daily_spend_usd": (int(row.day_nusd) + held_nusd) / NANO,
         "monthly_spend_usd": (int(row.month_nusd) + held_nusd) / NANO,
-        "hourly_tokens": int(row.hour_tokens) + held_tokens,
+        "hourly_tokens": int(row.hour_whole) + int(row.hour_edge) + held_tokens,
         "daily_tokens": int(row.day_tokens) + held_tokens,
         "daily_cloud_calls": int(row.day_calls) + held_cloud,
     }

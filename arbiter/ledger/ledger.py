@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, exc
 
 from arbiter import migrations
-from arbiter.ledger import approvals, control, decisions, research, reservations, usage_days
+from arbiter.ledger import approvals, control, decisions, research, reservations, usage_totals
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
 from arbiter.ledger.control import HaltState, PolicyRecord
@@ -133,9 +133,11 @@ class Ledger:
         Also fills the per-day totals of the configured zone when it has none yet.
         """
         with self.serialized() as conn:
+            before = migrations.current_revision(conn)
             revision = migrations.upgrade(conn)
-            if usage_days.needs_rebuild(conn, self.zone):
-                usage_days.rebuild(conn, self.zone)
+            migrated = before is not None and before != revision
+            if migrated or usage_totals.needs_rebuild(conn, self.zone):
+                usage_totals.rebuild(conn, self.zone)
             return revision
 
     def revision(self) -> str | None:
@@ -216,7 +218,9 @@ class Ledger:
                     now=now,
                     to_db=to_db,
                 )
-                usage_days.add(conn, self.zone, now, cost_nusd, usage.total_tokens, tier == "cloud")
+                usage_totals.add(
+                    conn, self.zone, now, cost_nusd, usage.total_tokens, tier == "cloud"
+                )
                 reservations.close_held(conn, task_id, attempt, "settled", None, now)
                 task_status = "succeeded" if status == "succeeded" else "failed"
                 reservations.update_task(
@@ -262,6 +266,7 @@ class Ledger:
         if ttl_s is not None:
             deadline = moment + self.reservation_ttl - timedelta(seconds=ttl_s)
         with self.transaction() as conn:
+            usage_totals.prune_minutes(conn, moment)
             return len(reservations.expire_held(conn, moment, deadline))
 
     def reservation_held(self, task_id: str, attempt: int) -> bool:

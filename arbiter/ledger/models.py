@@ -160,6 +160,16 @@ class UsageDay(Base):
     calls: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class UsageMinute(Base):
+    """Settled tokens per UTC minute, so the rolling hour reads at most 60 rows plus the
+    calls of the one minute the hour starts in. Rows older than two hours are pruned."""
+
+    __tablename__ = "usage_minutes"
+
+    minute: Mapped[datetime] = mapped_column(DateTime, primary_key=True)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class DecisionRecord(Base):
     """The audit record of one gate decision: what was known, what was decided, and why."""
 

@@ -86,3 +86,32 @@ def test_month_rolls_over_in_new_york(sqlite_url: str) -> None:
     facts = ledger.budget_facts()
     assert (facts["monthly_spend_usd"], facts["daily_spend_usd"]) == (0.0, 0.0)
     ledger.close()
+
+
+def test_rolling_hour_edge_inside_a_minute(ledger: Ledger, clock: ManualClock) -> None:
+    clock.set(datetime(2026, 3, 10, 9, 0, 30, tzinfo=UTC))
+    _spend(ledger, "edge", 0.1, tokens=500)
+    clock.advance(seconds=10)
+    _spend(ledger, "later", 0.1, tokens=250)
+    clock.set(datetime(2026, 3, 10, 10, 0, 30, tzinfo=UTC))
+    assert ledger.budget_facts()["hourly_tokens"] == 750
+    clock.advance(seconds=1)
+    assert ledger.budget_facts()["hourly_tokens"] == 250
+    clock.advance(seconds=10)
+    assert ledger.budget_facts()["hourly_tokens"] == 0
+    ledger.expire_reservations()  # prunes minute totals no hour can reach
+    assert ledger.budget_facts()["daily_tokens"] == 750
+
+
+def test_changing_the_zone_recounts_days(sqlite_url: str, clock: ManualClock) -> None:
+    paris = Ledger(sqlite_url, timezone="Europe/Paris", clock=clock)
+    paris.upgrade()
+    _spend(paris, "late", 1.0)  # 23:50 in Paris, 18:50 in New York, same day both
+    clock.advance(minutes=20)  # 00:10 in Paris on the 11th, 19:10 in New York on the 10th
+    assert paris.budget_facts()["daily_spend_usd"] == 0.0
+    paris.close()
+    new_york = Ledger(sqlite_url, timezone="America/New_York", clock=clock)
+    new_york.upgrade()  # no day rows for this zone yet: rebuilt from the calls
+    assert new_york.budget_facts()["daily_spend_usd"] == pytest.approx(1.0)
+    assert new_york.budget_facts()["hourly_tokens"] == 1000
+    new_york.close()

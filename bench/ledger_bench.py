@@ -1,0 +1,317 @@
+"""Ledger benchmark: decide + reserve + commit, against a bare one-row transaction.
+
+For SQLite (a temporary file) and PostgreSQL (a database of the bench's own on
+127.0.0.1:5432, dropped afterwards) it measures:
+
+- ``bare``: BEGIN, insert one row, COMMIT — through the ledger's own write transaction —
+  the ratio's base;
+- ``admit x1``: ``Gate.admit`` from one process — one serialized transaction reading the
+  budget, running a real ``.arb`` policy, pricing the route, holding the reservation and
+  writing the task row and the decision record. In steady state a worker settles each
+  task soon after: the bench settles the admission 32 places back (outside the timing), so
+  held reservations stay few and settled calls accumulate as in production;
+- ``admit x8``: 8 processes race 250 admissions each against a cap written in a rule; the
+  run then replays every decision in lock order to show the cap held exactly (nothing
+  admitted past it, nothing refused while it had room).
+
+Prints a table and writes bench/results/ledger_bench.json.
+
+    .venv/bin/python bench/ledger_bench.py [--single 2000] [--procs 8] [--per-proc 250]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import sqlalchemy as sa  # noqa: E402
+
+from arbiter import Policy, load_policy_from_sources  # noqa: E402
+from arbiter.gate import Gate, TaskRequest  # noqa: E402
+from arbiter.ledger import NANO, Ledger, PriceTable  # noqa: E402
+from arbiter.usage import Usage  # noqa: E402
+
+PRICES = ROOT / "rules" / "prices.toml"
+PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
+MODEL = ("openai", "gpt-5.4-nano")
+SETTLE_LAG = 32
+POLICY = """
+const CAP = {cap}
+strategy Routing returns Route {{
+    when {{ task.confidential == true }} then Local {{ model: "qwen2.5:14b" }}
+    else Cloud {{ provider: "openai", model: "gpt-5.4-nano" }}
+}}
+rule DailyCap priority 10 {{
+    when {{ route.tier == "cloud" and budget.daily_spend_usd + route.estimated_cost_usd > CAP }}
+    then Deny {{ reason: "daily cap" }}
+}}
+rule NightThrottle {{
+    when {{ time.hour < 6 and task.priority == "low" }} then Throttle {{ retry_after: 10m }}
+}}
+rule DeepResearch {{
+    when {{ task.kind == "research" and task.depth > 3 }} then RequireApproval {{}}
+}}
+"""
+
+
+def policy(cap: float) -> Policy:
+    return load_policy_from_sources({"bench.arb": POLICY.format(cap=cap)})
+
+
+def host() -> dict[str, dict[str, Any]]:
+    return {
+        "local": {"available": True, "models": ["qwen2.5:14b"], "queue_depth": 0},
+        "cloud": {"providers": ["openai", "anthropic"], "queue_depth": 0},
+    }
+
+
+def request(rng: random.Random, task_id: str) -> TaskRequest:
+    return TaskRequest(
+        task_id=task_id,
+        kind="summarise",
+        estimated_tokens=rng.randint(500, 20_000),
+        max_tokens=rng.randint(100, 4_000),
+        source="bench",
+        tags=("bench",),
+        payload={"task": "sovereign.complete", "kwargs": {"job": {"id": task_id}}},
+    )
+
+
+def gate_for(ledger: Ledger, cap: float) -> Gate:
+    chosen = policy(cap)
+    return Gate(ledger, lambda: chosen, PriceTable.load(PRICES), host)
+
+
+def summary(latencies: list[float], wall: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "ops": len(ordered),
+        "per_s": len(ordered) / wall,
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000,
+        "mean_ms": statistics.fmean(ordered) * 1000,
+    }
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+def bare(ledger: Ledger, count: int) -> dict[str, float]:
+    """BEGIN, one-row insert, COMMIT through the ledger's write transaction."""
+    scratch = sa.Table(
+        "bench_bare",
+        sa.MetaData(),
+        sa.Column("id", sa.Integer, primary_key=True),
+        sa.Column("v", sa.Integer),
+    )
+    scratch.create(ledger.engine, checkfirst=True)
+    statement = sa.insert(scratch)
+    latencies = []
+    began = time.perf_counter()
+    for i in range(count):
+        t0 = time.perf_counter()
+        with ledger.transaction() as conn:
+            conn.execute(statement, {"v": i})
+        latencies.append(time.perf_counter() - t0)
+    return summary(latencies, time.perf_counter() - began)
+
+
+def single(ledger: Ledger, count: int) -> dict[str, float]:
+    """Admissions from one process, each settled SETTLE_LAG admissions later (untimed)."""
+    gate = gate_for(ledger, cap=1e9)
+    rng = random.Random(7)
+    requests = [request(rng, f"s-{uuid.uuid4().hex[:12]}") for _ in range(count)]
+    for warm in requests[:50]:
+        gate.admit(warm)
+    latencies = []
+    pending: list[str] = []
+    for req in requests[50:]:
+        t0 = time.perf_counter()
+        admission = gate.admit(req)
+        latencies.append(time.perf_counter() - t0)
+        pending.append(admission.task_id)
+        if len(pending) > SETTLE_LAG:
+            done = pending.pop(0)
+            ledger.settle(done, 1, Usage(2000, 300), *MODEL)
+    # Throughput of the admissions themselves: settling is the workers' time, not the gate's.
+    return summary(latencies, sum(latencies))
+
+
+def race(url: str, cap: float, worker: int, count: int, start: Any) -> dict[str, Any]:
+    ledger = Ledger(url)
+    gate = gate_for(ledger, cap)
+    rng = random.Random(1000 + worker)
+    requests = [request(rng, f"w{worker}-{i}") for i in range(count)]
+    gate.admit(request(rng, f"warm-{worker}"))  # connections open, statements prepared
+    start.wait()
+    latencies = []
+    began = time.perf_counter()
+    for req in requests:
+        t0 = time.perf_counter()
+        gate.admit(req)
+        latencies.append(time.perf_counter() - t0)
+    ended = time.perf_counter()
+    ledger.close()
+    return {"latencies": latencies, "began": began, "ended": ended}
+
+
+def replay(ledger: Ledger, cap: float) -> dict[str, Any]:
+    """Re-check each decision, in lock order, against the spend it must have seen."""
+    price = PriceTable.load(PRICES).price(*MODEL)
+    cap_nusd = round(cap * NANO)
+    spent = admitted = refused = 0
+    overshoot = refused_with_room = 0
+    for record in ledger.decisions():
+        task = record.facts["task"]
+        estimate = PriceTable.estimate_nusd(price, task["estimated_tokens"], task["max_tokens"])
+        if record.verdict == "proceed":
+            admitted += 1
+            overshoot += spent + estimate > cap_nusd
+            spent += estimate
+        else:
+            refused += 1
+            refused_with_room += spent + estimate <= cap_nusd - 1
+    held = round(ledger.budget_facts()["daily_spend_usd"] * NANO)
+    return {
+        "admitted": admitted,
+        "refused": refused,
+        "cap_usd": cap,
+        "spent_usd": held / NANO,
+        "replayed_usd": spent / NANO,
+        "overshoots": overshoot,
+        "refused_with_room": refused_with_room,
+        "cap_held_exactly": overshoot == 0
+        and refused_with_room == 0
+        and held == spent
+        and held <= cap_nusd,
+    }
+
+
+def multi(url: str, procs: int, per_proc: int) -> tuple[dict[str, float], dict[str, Any]]:
+    # The cap fits about a quarter of the tasks, so the race is for the last dollars.
+    cap = 2.5 * procs * per_proc / 2000
+    context = multiprocessing.get_context("spawn")
+    with context.Manager() as manager:
+        start = manager.Barrier(procs)
+        with ProcessPoolExecutor(procs, mp_context=context) as pool:
+            futures = [pool.submit(race, url, cap, w, per_proc, start) for w in range(procs)]
+            results = [f.result() for f in futures]
+    latencies = [x for r in results for x in r["latencies"]]
+    wall = max(r["ended"] for r in results) - min(r["began"] for r in results)
+    ledger = Ledger(url)
+    check = replay(ledger, cap)
+    ledger.close()
+    return summary(latencies, wall), check
+
+
+# --- databases ------------------------------------------------------------------------------
+
+
+@contextmanager
+def sqlite_database() -> Iterator[str]:
+    with tempfile.TemporaryDirectory(prefix="ledger-bench-") as folder:
+        yield f"sqlite:///{Path(folder) / 'ledger.db'}"
+
+
+@contextmanager
+def postgres_database() -> Iterator[str]:
+    name = f"sovereign_bench_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{PG_SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def run(database: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
+    print(f"{database}: bare ...", file=sys.stderr, flush=True)
+    ledger = Ledger(url)
+    ledger.upgrade()
+    base = bare(ledger, args.bare)
+    print(f"{database}: admit x1 ...", file=sys.stderr, flush=True)
+    one = single(ledger, args.single)
+    ledger.close()
+    with sqlite_database() if database == "sqlite" else postgres_database() as fresh:
+        Ledger(fresh).upgrade()
+        print(f"{database}: admit x{args.procs} ...", file=sys.stderr, flush=True)
+        many, check = multi(fresh, args.procs, args.per_proc)
+    return {"bare": base, "admit_x1": one, f"admit_x{args.procs}": many, "cap": check}
+
+
+def table(results: dict[str, dict[str, Any]]) -> str:
+    header = ("database", "run", "ops", "ops/s", "p50 ms", "p99 ms", "x bare p50")
+    rows = [header]
+    for database, runs in results.items():
+        base = runs["bare"]["p50_ms"]
+        for name, figures in runs.items():
+            if name == "cap":
+                continue
+            rows.append(
+                (
+                    database,
+                    name,
+                    str(figures["ops"]),
+                    f"{figures['per_s']:.0f}",
+                    f"{figures['p50_ms']:.2f}",
+                    f"{figures['p99_ms']:.2f}",
+                    f"{figures['p50_ms'] / base:.1f}",
+                )
+            )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(
+        zip(row, widths, strict=True))) for row in rows]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    for database, runs in results.items():
+        cap = runs["cap"]
+        lines.append(
+            f"{database}: cap {cap['cap_usd']:.2f} USD, spent {cap['spent_usd']:.6f} USD, "
+            f"{cap['admitted']} admitted, {cap['refused']} refused, "
+            f"overshoots {cap['overshoots']}, refused with room {cap['refused_with_room']}: "
+            f"cap held exactly = {cap['cap_held_exactly']}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bare", type=int, default=2000)
+    parser.add_argument("--single", type=int, default=2000)
+    parser.add_argument("--procs", type=int, default=8)
+    parser.add_argument("--per-proc", type=int, default=250)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+    results: dict[str, dict[str, Any]] = {}
+    with sqlite_database() as url:
+        results["sqlite"] = run("sqlite", url, args)
+    if not args.skip_postgres:
+        with postgres_database() as url:
+            results["postgresql"] = run("postgresql", url, args)
+    print(table(results))
+    out = ROOT / "bench" / "results" / "ledger_bench.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"cpus": multiprocessing.cpu_count(), "settle_lag": SETTLE_LAG, "at": time.time()}
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
