@@ -138,7 +138,7 @@ class PolicyCompiler:
             kind.reroute,
         )
         ref = self.bind(site, "_A")
-        return f"{indent}_fired.append(({ref}, {{{', '.join(self.params(action))}}}))"
+        return f"{indent}_fa(({ref}, {{{', '.join(self.params(action))}}}))"
 
     def rule(self, entry: RuleEntry) -> list[str]:
         rule = entry.rule
@@ -146,21 +146,19 @@ class PolicyCompiler:
         slot = self.slots.get(rule.name)
         mods = rule.modifiers
         if any(m.kind == "kill_switch" for m in mods):
-            lines = [
-                f"    _trace.append({self.bind(TraceStep(check, False, 'skipped: kill switch'), '_T')})"
-            ]
+            lines = [f"    _ta({self.bind(TraceStep(check, False, 'skipped: kill switch'), '_T')})"]
             return lines + ([f"    _M[{slot}] = False"] if slot is not None else [])
         detail = _detail(rule.cond)
         yes = self.bind(TraceStep(check, True, detail), "_T")
         no = self.bind(TraceStep(check, False, detail), "_T")
         body = [
             f"    if {self.cond(rule.cond)}:",
-            f"        _trace.append({yes})",
+            f"        _ta({yes})",
             self.fire(entry, rule.then, "        "),
         ]
         if slot is not None:
             body.append(f"        _M[{slot}] = True")
-        body += ["    else:", f"        _trace.append({no})"]
+        body += ["    else:", f"        _ta({no})"]
         if rule.otherwise is not None:
             body.append(self.fire(entry, rule.otherwise, "        "))
         gates = []
@@ -178,7 +176,7 @@ class PolicyCompiler:
         skipped = self.bind(TraceStep(check, False, "skipped: " + "; or ".join(why)), "_T")
         lines = [f"    if {' and '.join(gates)}:"]
         lines += ["    " + line for line in body]
-        lines += ["    else:", f"        _trace.append({skipped})"]
+        lines += ["    else:", f"        _ta({skipped})"]
         return lines
 
     # --- the whole function
@@ -206,7 +204,7 @@ class PolicyCompiler:
         chunked = len(rule_lines) > CHUNK
         if self.slots or chunked:
             out.append(f"    _M = [False] * {len(self.slots)}")
-        out.append("    _fired = []")
+        out += ["    _fired = []", "    _fa = _fired.append"]
         if c.routing is not None:
             out += route_lines
             out += [
@@ -215,6 +213,7 @@ class PolicyCompiler:
                 "    else:",
                 "        _extra = None",
             ]
+            out.append("    _ta = _trace.append")
             if uses_route:
                 out += [
                     "    _F_route = {**_F_route, **_route}",
@@ -222,7 +221,13 @@ class PolicyCompiler:
                     "        _F_route.update(_extra)",
                 ]
         else:
-            out += ["    _cand = None", "    _route = None", "    _trace = []"]
+            out += [
+                "    _cand = None",
+                "    _route = None",
+                "    _trace = []",
+                "    _ta = _trace.append",
+            ]
+        chunks: list[str] = []
         if not chunked:
             for lines in rule_lines:
                 out += lines
@@ -231,15 +236,22 @@ class PolicyCompiler:
             args = ", ".join([*names, "_M", "_fired", "_trace"])
             for k in range(0, len(rule_lines), CHUNK):
                 name = f"_rules{k // CHUNK}"
-                chunk = [f"def {name}({args}):"]
+                chunk = [
+                    f"def {name}({args}):",
+                    "    _ta = _trace.append",
+                    "    _fa = _fired.append",
+                ]
                 for lines in rule_lines[k : k + CHUNK]:
                     chunk += lines
-                out[:0] = [*chunk, ""]
+                chunks.append("\n".join(chunk) + "\n")
                 out.append(f"    {name}({args})")
         out.append("    return _cand, _route, _fired, _trace")
-        source = "\n".join(out) + "\n"
-        code = compile(source, "<policy>", "exec")
-        exec(code, self.ns)
+        chunks.append("\n".join(out) + "\n")
+        # One compile() per function: CPython's compiler holds a whole module's syntax
+        # tree in memory, which for 10,000 rules would be hundreds of megabytes.
+        for text in chunks:
+            exec(compile(text, "<policy>", "exec"), self.ns)
+        source = "\n".join(chunks)
         return Compiled(self.ns["_decide"], source)
 
 

@@ -77,6 +77,9 @@ RUNTIME_GLOBALS: dict[str, Any] = {
 }
 
 
+Scope = dict[str, "str | Out"]  # let/quantifier names -> a Python local, or a folded value
+
+
 @dataclass(slots=True)
 class Out:
     """Generated code for one expression: its text, what it is known to be, its value
@@ -160,14 +163,15 @@ class ExprCompiler:
         return self._const_refs[key]
 
     # --- expressions
-    def emit(self, e: Expr, scope: dict[str, str], walrus: bool = True) -> Out:
+    def emit(self, e: Expr, scope: Scope, walrus: bool = True) -> Out:
         """Compile ``e``; ``scope`` maps let/quantifier names to Python locals.
         ``walrus=False`` inside a comprehension's iterable, where Python forbids ``:=``."""
         if isinstance(e, Literal):
             return self.constant(e.value)
         if isinstance(e, Name):
             if e.name in scope:
-                return Out(scope[e.name], "any")
+                bound = scope[e.name]
+                return bound if isinstance(bound, Out) else Out(bound, "any")
             return self.constant(self.consts.get(e.name))
         if isinstance(e, Path):
             return self._path(e, scope)
@@ -208,18 +212,23 @@ class ExprCompiler:
             return self._quantifier(e, scope, walrus)
         raise TypeError(f"not an expression: {e!r}")  # pragma: no cover
 
-    def block(self, b: Block, scope: dict[str, str], walrus: bool = True) -> Out:
+    def block(self, b: Block, scope: Scope, walrus: bool = True) -> Out:
         """Compile a block: its lets bound in order, then its expression."""
         if not b.lets:
             return self.emit(b.expr, scope, walrus)
-        inner = dict(scope)
+        inner: Scope = dict(scope)
         bound: list[tuple[str, str]] = []
         for let in b.lets:
             value = self.emit(let.expr, inner, walrus)
+            if value.const:  # a constant `let` is folded into its uses
+                inner[let.name] = value
+                continue
             local = self.fresh("_l")
             bound.append((local, value.text))
             inner[let.name] = local
         body = self.emit(b.expr, inner, walrus)
+        if not bound:
+            return body
         if walrus:
             lets = ", ".join(f"({local} := {code})" for local, code in bound)
             return Out(f"({lets}, {body.text})[-1]", body.kind)
@@ -228,10 +237,18 @@ class ExprCompiler:
             code = f"(lambda {local}: {code})({value_code})"
         return Out(code, body.kind)
 
-    def _path(self, e: Path, scope: dict[str, str]) -> Out:
+    def _path(self, e: Path, scope: Scope) -> Out:
         fields = iter(e.fields)
-        if e.root in scope:
-            code = scope[e.root]
+        bound = scope.get(e.root)
+        if isinstance(bound, Out):
+            if bound.const:  # a path into a constant `let`: fold it
+                value = bound.value
+                for f in e.fields:
+                    value = runtime.get(value, f)
+                return self.constant(value)
+            bound = bound.text
+        if bound is not None:
+            code = bound
         else:
             self.roots.add(e.root)
             # Fact roots are always dicts (decide normalises them), so the first step is a
@@ -241,7 +258,7 @@ class ExprCompiler:
             code = f"_get({code}, {f!r})"
         return Out(code, "any")
 
-    def _logic(self, e: Binary, scope: dict[str, str], walrus: bool) -> Out:
+    def _logic(self, e: Binary, scope: Scope, walrus: bool) -> Out:
         parts: list[str] = []
         absorbing = e.op == "or"  # a constant true decides an `or`, a false an `and`
         for operand in flatten(e, e.op):
@@ -257,13 +274,13 @@ class ExprCompiler:
             return Out(parts[0], "bool")
         return Out("(" + f" {e.op} ".join(parts) + ")", "bool")
 
-    def _arith(self, e: Binary, scope: dict[str, str], walrus: bool) -> Out:
+    def _arith(self, e: Binary, scope: Scope, walrus: bool) -> Out:
         a, b = self.emit(e.left, scope, walrus), self.emit(e.right, scope, walrus)
         if a.const and b.const:
             return self.constant(runtime.BINARY[e.op](a.value, b.value))
         return Out(f"{_BIN_HELPER[e.op]}({a.text}, {b.text})", "any")
 
-    def _between(self, e: Between, scope: dict[str, str], walrus: bool) -> Out:
+    def _between(self, e: Between, scope: Scope, walrus: bool) -> Out:
         x = self.emit(e.operand, scope, walrus)
         lo, hi = self.emit(e.low, scope, walrus), self.emit(e.high, scope, walrus)
         if x.const and lo.const and hi.const:
@@ -277,7 +294,7 @@ class ExprCompiler:
             )
         return Out(f"_between({x.text}, {lo.text}, {hi.text})", "bool")
 
-    def _compare(self, e: Compare, scope: dict[str, str], walrus: bool) -> Out:
+    def _compare(self, e: Compare, scope: Scope, walrus: bool) -> Out:
         op = e.op
         a, b = self.emit(e.left, scope, walrus), self.emit(e.right, scope, walrus)
         if a.const and b.const:
@@ -348,7 +365,7 @@ class ExprCompiler:
             return self._fast(needle, f"\0 in {hay.text}", "str", f"_in(\0, {hay.text})").text
         return f"_in({needle.text}, {hay.text})"
 
-    def _quantifier(self, e: Quantifier, scope: dict[str, str], walrus: bool) -> Out:
+    def _quantifier(self, e: Quantifier, scope: Scope, walrus: bool) -> Out:
         items = self.emit(e.iterable, scope, walrus=False)
         var = self.fresh("_q")
         body = self.block(e.body, {**scope, e.var: var}, walrus)
@@ -376,7 +393,9 @@ def fold(expr: Expr, consts: dict[str, Value]) -> tuple[bool, Value]:
     return True, ns["_const"]()
 
 
-def compile_expression(expr: Expr, consts: dict[str, Value] | None = None) -> Callable[[Any], Value]:
+def compile_expression(
+    expr: Expr, consts: dict[str, Value] | None = None
+) -> Callable[[Any], Value]:
     """Compile one checked expression into ``f(facts) -> value`` (for tools and tests;
     policies compile whole rules instead)."""
     ns: dict[str, Any] = dict(RUNTIME_GLOBALS)

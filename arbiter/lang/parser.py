@@ -17,6 +17,7 @@ from lark.exceptions import LarkError, UnexpectedCharacters, UnexpectedInput, Un
 
 from arbiter.errors import PolicyError
 from arbiter.lang.diagnostics import Diagnostic
+from arbiter.lang.lexer import ArbLexer
 from arbiter.lang.nodes import (
     Action,
     Between,
@@ -68,10 +69,13 @@ def _literal_value(tok: Token) -> Any:
     return {"TRUE": True, "FALSE": False, "NULL": None}[kind]
 
 
-def _fold(op_kind: str, items: list[Any]) -> Expr:
-    left: Expr = items[0]
-    for i in range(1, len(items), 2):
-        left = Binary(left.line, left.col, op_kind, left, items[i + 1])
+_TIGHT = frozenset({"*", "/", "%"})
+
+
+def _fold_binary(op: str, operands: list[Expr]) -> Expr:
+    left = operands[0]
+    for right in operands[1:]:
+        left = Binary(left.line, left.col, op, left, right)
     return left
 
 
@@ -146,11 +150,17 @@ class _Builder(Transformer[Token, Any]):
         return Let(c[0].line, c[0].column, str(c[0]), c[1])
 
     # --- expressions
-    def or_expr(self, c: list[Any]) -> Expr:
-        return _fold("or", c)
-
-    def and_expr(self, c: list[Any]) -> Expr:
-        return _fold("and", c)
+    def expr(self, c: list[Any]) -> Expr:
+        # `and` binds tighter than `or`: fold each run of `and`s, then the `or`s.
+        groups: list[Expr] = [c[0]]
+        for i in range(1, len(c), 2):
+            operand = c[i + 1]
+            if c[i] == "and":
+                left = groups[-1]
+                groups[-1] = Binary(left.line, left.col, "and", left, operand)
+            else:
+                groups.append(operand)
+        return _fold_binary("or", groups)
 
     def not_op(self, c: list[Any]) -> Unary:
         return Unary(c[0].line, c[0].column, "not", c[1])
@@ -170,8 +180,22 @@ class _Builder(Transformer[Token, Any]):
     def between(self, c: list[Any]) -> Between:
         return Between(c[0].line, c[0].col, c[0], c[2], c[3])
 
-    def arith(self, c: list[Any]) -> Binary:
-        return Binary(c[0].line, c[0].col, str(c[1]), c[0], c[2])
+    def arith(self, c: list[Any]) -> Expr:
+        # `* / %` bind tighter than `+ -`; all are left-associative.
+        terms: list[Expr] = [c[0]]
+        ops: list[str] = []
+        for i in range(1, len(c), 2):
+            op, operand = str(c[i]), c[i + 1]
+            if op in _TIGHT:
+                left = terms[-1]
+                terms[-1] = Binary(left.line, left.col, op, left, operand)
+            else:
+                ops.append(op)
+                terms.append(operand)
+        result = terms[0]
+        for op, term in zip(ops, terms[1:], strict=True):
+            result = Binary(result.line, result.col, op, result, term)
+        return result
 
     def neg(self, c: list[Any]) -> Unary:
         return Unary(c[0].line, c[0].column, "-", c[1])
@@ -212,11 +236,10 @@ def _parser() -> Lark:
                 _lark = Lark(
                     _GRAMMAR.read_text(encoding="utf-8"),
                     parser="lalr",
-                    lexer="contextual",
+                    lexer=ArbLexer,
                     start=["start", "expr_only"],
                     maybe_placeholders=True,
                     transformer=_Builder(),
-                    cache=True,
                 )
     return _lark
 
