@@ -109,11 +109,13 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         alive = [c for c in self.children if c.process and c.process.poll() is None]
-        # Reverse order: producers (beat) and consumers stop before the broker they use.
+        # Only each child's main process gets SIGTERM: a Celery worker then finishes its
+        # running task (warm shutdown); signalling the whole group would kill the pool
+        # processes mid-task.
         for child in reversed(alive):
             assert child.process is not None
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(child.process.pid, signal.SIGTERM)
+                child.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for child in reversed(alive):
             assert child.process is not None

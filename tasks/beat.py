@@ -117,7 +117,7 @@ class GovernedScheduler(PersistentScheduler):
             handle = submit(
                 "research",
                 topic.text,
-                source="beat",
+                source="followup" if topic.depth > 0 else "beat",
                 depth=topic.depth,
                 topic_id=topic.id,
                 app=self.app,

@@ -98,7 +98,8 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
 def register_complete(app: Celery, slot: RuntimeSlot) -> None:
     """Register the completion task on `app`."""
 
-    @app.task(name=COMPLETE, bind=True, max_retries=None)
+    # Expected outcomes are logged as one line, not as a traceback.
+    @app.task(name=COMPLETE, bind=True, max_retries=None, throws=(TaskFailed, TaskBlocked))
     def complete(
         self: Task[Any, Any],
         job: dict[str, Any],

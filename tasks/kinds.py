@@ -52,7 +52,9 @@ RESEARCH_SCHEMA: dict[str, Any] = {
     "required": ["brief"],
 }
 
-SOURCES = frozenset({"api", "cli", "beat", "research", "approval"})
+# Where a task came from (`task.source`): beat sends root research topics as "beat" and
+# the follow-up questions research queued as "followup".
+SOURCES = frozenset({"api", "cli", "beat", "followup", "research", "approval"})
 
 
 def estimate_tokens(text: str) -> int:

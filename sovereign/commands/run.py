@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from arbiter.errors import ConfigError, TaskBlocked
+from arbiter.errors import ConfigError, TaskBlocked, TaskFailed
 from arbiter.settings import Settings, load_settings
 from sovereign.supervisor import Supervisor, sovereign_argv
 
@@ -210,31 +210,34 @@ def enqueue(
     try:
         handle = submit(kind, prompt, **options)
     except TaskBlocked as exc:
-        _print_outcome(as_json, exc.task_id, exc.decision, None, None, blocked=str(exc))
+        data = exc.decision.to_dict() if exc.decision is not None else None
+        if as_json:
+            click.echo(json.dumps({"task_id": exc.task_id, "decision": data, "error": str(exc)}))
+        else:
+            click.echo(f"blocked: {exc}")
         sys.exit(1)
-    result = None
+    decision = handle.decision.to_dict() if handle.decision is not None else None
+    if not as_json:
+        _print_decision(handle.task_id, decision, handle.queue)
+    result: dict[str, Any] | None = None
+    error: str | None = None
     if wait and not handle.parked:
-        result = handle.result(timeout=timeout)
-    _print_outcome(as_json, handle.task_id, handle.decision, handle.queue, result)
-
-
-def _print_outcome(
-    as_json: bool,
-    task_id: str | None,
-    decision: Any,
-    queue: str | None,
-    result: dict[str, Any] | None,
-    blocked: str | None = None,
-) -> None:
-    data = decision.to_dict() if decision is not None else None
+        try:
+            result = handle.result(timeout=timeout)
+        except TaskFailed as exc:
+            error = str(exc)
     if as_json:
-        click.echo(
-            json.dumps({"task_id": task_id, "queue": queue, "decision": data, "result": result})
-        )
-        return
-    if blocked:
-        click.echo(f"blocked: {blocked}")
-        return
+        payload = {"task_id": handle.task_id, "queue": handle.queue, "decision": decision}
+        click.echo(json.dumps({**payload, "result": result, "error": error}))
+    elif result is not None:
+        _print_result(result)
+    if error is not None:
+        if not as_json:
+            click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+def _print_decision(task_id: str, data: dict[str, Any] | None, queue: str | None) -> None:
     verdict = data["verdict"] if data else "proceed"
     route = (data or {}).get("route") or {}
     line = f"task {task_id}: {verdict}"
@@ -245,16 +248,18 @@ def _print_outcome(
     click.echo(line)
     if data and data.get("decided_by"):
         click.echo(f"  decided by {data['decided_by']}: {data.get('reason')}")
-    if verdict == "throttle":
-        click.echo(f"  delayed {data.get('retry_after_s') if data else '?'}s by the policy")
+    if verdict == "throttle" and data:
+        click.echo(f"  delayed {data.get('retry_after_s')}s by the policy")
     if verdict == "approval":
         click.echo(f"  waits for approval: `sovereign approvals grant {task_id}`")
-    if result is not None:
-        usage = result.get("usage") or {}
-        click.echo(
-            f"  {result.get('provider')}/{result.get('model')}: "
-            f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out, "
-            f"${result.get('cost_usd', 0):.6f}"
-        )
-        click.echo("")
-        click.echo(str(result.get("text", "")).rstrip())
+
+
+def _print_result(result: dict[str, Any]) -> None:
+    usage = result.get("usage") or {}
+    click.echo(
+        f"  {result.get('provider')}/{result.get('model')}: "
+        f"{usage.get('input_tokens', 0)} in, {usage.get('output_tokens', 0)} out, "
+        f"${result.get('cost_usd', 0):.6f}"
+    )
+    click.echo("")
+    click.echo(str(result.get("text", "")).rstrip())
