@@ -60,7 +60,12 @@ def test_tasks_reach_the_worker_of_their_queue(
         decisions = ledger.decisions(handle.task_id)
         assert [d.verdict for d in decisions] == ["proceed"]
         call = ledger.call_record(handle.task_id, 1)
-        assert call is not None and call.succeeded and call.usage.input_tokens > 0 and call.usage.output_tokens > 0
+        assert (
+            call is not None
+            and call.succeeded
+            and call.usage.input_tokens > 0
+            and call.usage.output_tokens > 0
+        )
     assert ledger.call_record(cloud.task_id, 1).cost_usd > 0
     assert ledger.call_record(local.task_id, 1).cost_usd == 0
 
