@@ -72,6 +72,28 @@ def _literal_value(tok: Token) -> Any:
 _TIGHT = frozenset({"*", "/", "%"})
 
 
+def _prefixed(children: list[Any], prefix: str) -> list[Any]:
+    """Apply prefix operators (`not`, unary `-`) to the operand after them; return the
+    operands with the infix operator tokens between them."""
+    out: list[Any] = []
+    pending: list[Token] = []
+    expect_operand = True
+    for child in children:
+        if isinstance(child, Token) and expect_operand and child == prefix:
+            pending.append(child)
+            continue
+        if isinstance(child, Token):
+            out.append(child)
+            expect_operand = True
+            continue
+        for tok in reversed(pending):
+            child = Unary(tok.line, tok.column, prefix, child)
+        pending.clear()
+        out.append(child)
+        expect_operand = False
+    return out
+
+
 def _fold_binary(op: str, operands: list[Expr]) -> Expr:
     left = operands[0]
     for right in operands[1:]:
@@ -151,19 +173,18 @@ class _Builder(Transformer[Token, Any]):
 
     # --- expressions
     def expr(self, c: list[Any]) -> Expr:
-        # `and` binds tighter than `or`: fold each run of `and`s, then the `or`s.
-        groups: list[Expr] = [c[0]]
-        for i in range(1, len(c), 2):
-            operand = c[i + 1]
-            if c[i] == "and":
+        # `not` binds tighter than `and`, which binds tighter than `or`.
+        groups: list[Expr] = []
+        joiner = "or"
+        for operand in _prefixed(c, "not"):
+            if isinstance(operand, Token):
+                joiner = str(operand)
+            elif joiner == "and":
                 left = groups[-1]
                 groups[-1] = Binary(left.line, left.col, "and", left, operand)
             else:
                 groups.append(operand)
         return _fold_binary("or", groups)
-
-    def not_op(self, c: list[Any]) -> Unary:
-        return Unary(c[0].line, c[0].column, "not", c[1])
 
     def compare(self, c: list[Any]) -> Compare:
         return Compare(c[0].line, c[0].col, str(c[1]), c[0], c[2])
@@ -181,12 +202,16 @@ class _Builder(Transformer[Token, Any]):
         return Between(c[0].line, c[0].col, c[0], c[2], c[3])
 
     def arith(self, c: list[Any]) -> Expr:
-        # `* / %` bind tighter than `+ -`; all are left-associative.
-        terms: list[Expr] = [c[0]]
+        # Unary `-` binds tightest, then `* / %`, then `+ -`; all left-associative.
+        terms: list[Expr] = []
         ops: list[str] = []
-        for i in range(1, len(c), 2):
-            op, operand = str(c[i]), c[i + 1]
-            if op in _TIGHT:
+        op = "+"
+        for operand in _prefixed(c, "-"):
+            if isinstance(operand, Token):
+                op = str(operand)
+            elif not terms:
+                terms.append(operand)
+            elif op in _TIGHT:
                 left = terms[-1]
                 terms[-1] = Binary(left.line, left.col, op, left, operand)
             else:
@@ -196,9 +221,6 @@ class _Builder(Transformer[Token, Any]):
         for op, term in zip(ops, terms[1:], strict=True):
             result = Binary(result.line, result.col, op, result, term)
         return result
-
-    def neg(self, c: list[Any]) -> Unary:
-        return Unary(c[0].line, c[0].column, "-", c[1])
 
     def name(self, c: list[Any]) -> Name:
         return Name(c[0].line, c[0].column, str(c[0]))
