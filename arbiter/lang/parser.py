@@ -87,7 +87,7 @@ def _prefixed(children: list[Any], prefix: str) -> list[Any]:
             expect_operand = True
             continue
         for tok in reversed(pending):
-            child = Unary(tok.line, tok.column, prefix, child)
+            child = Unary(tok.line or 1, tok.column or 1, prefix, child)
         pending.clear()
         out.append(child)
         expect_operand = False
