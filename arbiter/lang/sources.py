@@ -91,7 +91,7 @@ class _FileLoader(_Loader):
     def read(self, ident: str) -> SourceFile | str:
         display = self.displays.get(ident, ident)
         try:
-            text = Path(ident).read_text(encoding="utf-8")
+            text = Path(ident).read_text(encoding="utf-8-sig")  # tolerate a BOM
         except FileNotFoundError:
             return "cannot read this file: no such file"
         except UnicodeDecodeError:
