@@ -144,7 +144,9 @@ def main() -> None:
         for path in ("raw", "governed"):
             s = r[path]
             tail = f"  {ratio:.2f}x" if path == "governed" else ""
-            print(f"{name:<11} {path:<9} {s['per_s']:>8.0f} {s['median_ms']:>8.3f} {s['p99_ms']:>8.3f}{tail}")
+            print(
+                f"{name:<11} {path:<9} {s['per_s']:>8.0f} {s['median_ms']:>8.3f} {s['p99_ms']:>8.3f}{tail}"
+            )
     out = ROOT / "bench" / "results" / "dispatch_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
