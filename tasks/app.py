@@ -44,7 +44,9 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=max(1.0, settings.task_time_limit_s - 30),
         task_track_started=True,
-        task_send_sent_event=True,
+        # No task-sent events: each would be a second publish per task. Flower shows a
+        # task from the moment a worker receives it.
+        task_send_sent_event=False,
         worker_send_task_events=True,
         result_expires=7 * 86400,
         result_extended=True,

@@ -83,7 +83,13 @@ class GateRouter:
             "policy_version": admission.policy_version,
             "decided_by": admission.decision.decided_by,
         }
-        destination: dict[str, Any] = {"queue": admission.queue or runtime.queue_for(route)}
+        destination: dict[str, Any] = {
+            "queue": admission.queue or runtime.queue_for(route),
+            # Celery would otherwise put a repr of the whole prompt in the message headers,
+            # where Flower shows it: confidential text stays out, and the repr costs nothing.
+            "argsrepr": "()",
+            "kwargsrepr": message_summary(job),
+        }
         if verdict == "throttle" and admission.countdown_s:
             # The message header `eta` is what `countdown=` would have set; routers cannot
             # pass countdown itself, but headers they return are merged into the message.
@@ -97,6 +103,12 @@ class GateRouter:
     def last_admission(self) -> Admission | None:
         """The admission of the most recent publish on this thread (for `submit`)."""
         return getattr(self._last, "admission", None)
+
+
+def message_summary(job: Job) -> str:
+    """What Flower and the logs show for a task's arguments: never the prompt."""
+    flags = " confidential" if job.confidential else ""
+    return f"{{job: {job.kind} {job.job_id}{flags}, {len(job.prompt)} chars}}"
 
 
 def _attempt(kwargs: dict[str, Any]) -> int:
