@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import click
 
-from arbiter.ledger import GROUPS, GroupBy, Ledger, SpendReport
-from arbiter.ledger.db import describe
 from arbiter.settings import load_settings
+
+if TYPE_CHECKING:
+    from arbiter.ledger import GroupBy, SpendReport
+
+# The ledger (SQLAlchemy, Alembic) is imported inside the commands: every other command,
+# and `--help`, starts without paying for it.
+GROUPS = ("model", "provider", "kind", "day")
 
 
 def register(group: click.Group) -> None:
@@ -26,6 +31,9 @@ def db() -> None:
 @db.command()
 def upgrade() -> None:
     """Create or migrate the ledger's tables to the newest schema."""
+    from arbiter.ledger import Ledger
+    from arbiter.ledger.db import describe
+
     ledger = Ledger.from_settings(load_settings(), upgrade=False)
     try:
         before = ledger.revision()
@@ -52,6 +60,8 @@ def upgrade() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def spend(days: int, by: str, as_json: bool) -> None:
     """Spend and tokens of the last N calendar days (today is day 1)."""
+    from arbiter.ledger import Ledger
+
     ledger = Ledger.from_settings(load_settings())
     try:
         report = ledger.spend_report(days=days, by=cast(GroupBy, by))

@@ -60,3 +60,10 @@ def test_readme_configuration_table_lists_every_setting() -> None:
     documented = set(re.findall(r"^\| `(SOVEREIGN_[A-Z_]+)`", readme, flags=re.M))
     fields = {PREFIX + name.upper() for name in Settings.model_fields}
     assert documented == fields
+
+
+def test_cli_spend_groups_match_the_ledger() -> None:
+    from arbiter.ledger.report import GROUPS
+    from sovereign.commands import ledger
+
+    assert tuple(ledger.GROUPS) == tuple(GROUPS)
