@@ -64,7 +64,7 @@ def spend(days: int, by: str, as_json: bool) -> None:
 
     ledger = Ledger.from_settings(load_settings())
     try:
-        report = ledger.spend_report(days=days, by=cast(GroupBy, by))
+        report = ledger.spend_report(days=days, by=cast("GroupBy", by))
     finally:
         ledger.close()
     if as_json:
