@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
+from kombu.exceptions import OperationalError
 
 from arbiter.settings import Settings, load_settings
 from tests.conftest import ROOT
@@ -141,7 +143,12 @@ class Stack:
             proc = self.procs.get(queue)
             if proc is not None and proc.poll() is not None:
                 raise AssertionError(f"worker {queue} exited {proc.returncode}:\n{self.log(queue)}")
-            replies = self.app.control.ping(destination=[node], timeout=1.0)
+            try:
+                replies = self.app.control.ping(destination=[node], timeout=1.0)
+            except (redis.ConnectionError, OperationalError):
+                # A broker on a port an earlier test's broker used: pooled connections to
+                # the old server are closed on first use; the next ping reconnects.
+                continue
             if replies:
                 return
         raise AssertionError(f"worker {queue} did not answer in {timeout}s:\n{self.log(queue)}")
