@@ -39,6 +39,21 @@ rule Forbidden priority 10 {{
     then Deny {{ reason: "the forbidden tag is never run" }}
 }}
 
+rule ForbiddenTopic priority 11 {{
+    when {{ task.topic starts_with "forbidden" }}
+    then Deny {{ reason: "a forbidden research topic" }}
+}}
+
+rule SlowDown priority 30 {{
+    when {{ "slowdown" in task.tags }}
+    then Throttle {{ retry_after: 3s, reason: "asked to slow down" }}
+}}
+
+rule CommitNeedsApproval priority 40 {{
+    when {{ "commit" in task.tags }}
+    then RequireApproval {{ reason: "commits need a person" }}
+}}
+
 rule CloudDailyCap priority 20 {{
     when {{ route.tier == "cloud"
             and budget.daily_spend_usd + route.estimated_cost_usd > CLOUD_DAILY_CAP_USD }}

@@ -3,7 +3,8 @@
 Pipeline tests point both the `openai` cloud backend and the `openai_compat` local backend
 at it, so real worker processes make real HTTP calls through the real SDK. It records
 every call, so a test can count what reached a model. A prompt containing ``SLOW:<s>``
-makes the answer wait that many seconds (for killing a worker mid-call).
+makes the answer wait that many seconds (for killing a worker mid-call); ``FLAKY:<n>``
+answers 429 to the first n calls of that prompt.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 SLOW = re.compile(r"SLOW:(\d+(?:\.\d+)?)")
+FLAKY = re.compile(r"FLAKY:(\d+)")
 
 
 class FakeOpenAI:
@@ -41,9 +43,14 @@ class FakeOpenAI:
         with self._lock:
             return [c["prompt"] for c in self.calls]
 
+    def count(self, prompt: str) -> int:
+        with self._lock:
+            return sum(1 for c in self.calls if c["prompt"] == prompt)
+
     def _record(self, path: str, body: dict[str, Any], prompt: str) -> None:
         with self._lock:
-            self.calls.append({"path": path, "model": body.get("model"), "prompt": prompt})
+            call = {"path": path, "model": body.get("model"), "prompt": prompt, "at": time.time()}
+            self.calls.append(call)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -64,6 +71,11 @@ class FakeOpenAI:
                     self._send(404, {"error": {"message": f"no route {path}", "type": "not_found"}})
                     return
                 fake._record(path, body, prompt)
+                flaky = FLAKY.search(prompt)
+                if flaky and fake.count(prompt) <= int(flaky.group(1)):
+                    error = {"message": "Rate limit reached", "type": "rate_limit_exceeded"}
+                    self._send(429, {"error": error})
+                    return
                 slow = SLOW.search(prompt)
                 if slow:
                     time.sleep(float(slow.group(1)))

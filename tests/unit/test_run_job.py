@@ -1,0 +1,103 @@
+"""The worker side without a broker: `run_job` against a real ledger and a fake backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from arbiter.errors import TaskBlocked, TaskFailed, TransientBackendError
+from arbiter.gate import TaskRequest
+from arbiter.settings import load_settings
+from tasks.complete import run_job
+from tasks.kinds import Job, make_job
+from tasks.runtime import Runtime, build_runtime
+from tests.conftest import ROOT
+from workers.fake import FakeBackend
+
+POLICY = """
+strategy R returns Route {
+    when { task.confidential == true } then Local { provider: "fake", model: "m" }
+    else Local { provider: "fake", model: "m" }
+}
+"""
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Runtime:
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "p.arb").write_text(POLICY)
+    settings = load_settings(
+        {
+            "SOVEREIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
+            "SOVEREIGN_POLICY_PATH": str(tmp_path / "rules"),
+            "SOVEREIGN_PRICES_PATH": str(ROOT / "rules" / "prices.toml"),
+            "SOVEREIGN_LOCAL_BACKEND": "fake",
+        }
+    )
+    # No broker: queue depths are simply unknown to the gate.
+    return build_runtime(settings, "redis://127.0.0.1:1/0")
+
+
+def admit(runtime: Runtime, job: Job, attempt: int = 1) -> dict[str, Any]:
+    admission = runtime.gate.admit(
+        TaskRequest(
+            task_id=job.job_id,
+            kind=job.kind,
+            estimated_tokens=job.estimated_tokens,
+            max_tokens=job.max_tokens,
+            attempt=attempt,
+        )
+    )
+    assert admission.verdict == "proceed"
+    return {"route": admission.route}
+
+
+def with_fake(runtime: Runtime, **options: Any) -> FakeBackend:
+    fake = FakeBackend(name="fake", tier="local", **options)
+    runtime._backends[("fake", "m")] = fake
+    return fake
+
+
+def test_a_redelivered_message_does_not_call_the_model_again(runtime: Runtime) -> None:
+    fake = with_fake(runtime)
+    job = make_job(runtime.settings, kind="classify", prompt="is this spam?")
+    gate = admit(runtime, job)
+    first = run_job(runtime, job, 1, gate)
+    again = run_job(runtime, job, 1, gate)
+    assert len(fake.calls) == 1
+    assert again["text"] == first["text"] and again["cost_usd"] == first["cost_usd"]
+    assert runtime.ledger.spend_report().total.calls == 1
+
+
+def test_a_failed_call_releases_its_reservation(runtime: Runtime) -> None:
+    with_fake(runtime, failures=[TransientBackendError("overloaded")])
+    job = make_job(runtime.settings, kind="classify", prompt="try me")
+    gate = admit(runtime, job)
+    assert runtime.ledger.reservation_held(job.job_id, 1)
+    with pytest.raises(TransientBackendError):
+        run_job(runtime, job, 1, gate)
+    assert not runtime.ledger.reservation_held(job.job_id, 1)
+    assert runtime.ledger.call_record(job.job_id, 1) is None
+
+
+def test_halted_before_the_call(runtime: Runtime) -> None:
+    fake = with_fake(runtime)
+    job = make_job(runtime.settings, kind="classify", prompt="stop me")
+    gate = admit(runtime, job)
+    runtime.ledger.set_halted(True, "test")
+    with pytest.raises(TaskBlocked, match="kill switch"):
+        run_job(runtime, job, 1, gate)
+    assert fake.calls == []
+    assert not runtime.ledger.reservation_held(job.job_id, 1)
+
+
+def test_no_call_without_a_held_reservation(runtime: Runtime) -> None:
+    fake = with_fake(runtime)
+    job = make_job(runtime.settings, kind="classify", prompt="expired")
+    gate = admit(runtime, job)
+    runtime.ledger.release(job.job_id, 1, "test")
+    with pytest.raises(TaskFailed, match="no budget reservation held"):
+        run_job(runtime, job, 1, gate)
+    assert fake.calls == []
