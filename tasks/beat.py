@@ -125,23 +125,29 @@ class GovernedScheduler(PersistentScheduler):
             )
         except TaskBlocked as exc:
             runtime.ledger.unclaim_topic(topic.id)
-            self._note_block(f"research topic {topic.id} blocked: {exc}")
+            decision = exc.decision
+            why = (
+                f"{decision.verdict} by {decision.decided_by}: {decision.reason}"
+                if decision
+                else str(exc)
+            )
+            self._note_block(topic.id, why)
             return
         except TaskParked as exc:
             log.info("research topic %s waits for approval: %s", topic.id, exc)
             return
         except SovereignError as exc:
             runtime.ledger.unclaim_topic(topic.id)
-            self._note_block(f"research topic {topic.id} not queued: {exc}")
+            self._note_block(topic.id, str(exc))
             return
         self._last_block = None
         log.info("queued research topic %s as task %s", topic.id, handle.task_id)
 
-    def _note_block(self, message: str) -> None:
-        # The same refusal every interval (a cap reached) is logged once, not every tick.
-        key = message.split(":", 1)[-1]
-        if key != self._last_block:
-            log.warning("%s", message)
-            self._last_block = key
+    def _note_block(self, topic_id: int, why: str) -> None:
+        # The same refusal every interval (a cap reached) is logged once, not every tick;
+        # the next one is logged again after something was admitted or the reason changed.
+        if why != self._last_block:
+            log.warning("research topic %s not queued (%s); it stays in the backlog", topic_id, why)
+            self._last_block = why
         else:
-            log.debug("%s", message)
+            log.debug("research topic %s not queued (%s)", topic_id, why)
