@@ -18,7 +18,6 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
-    and_,
     bindparam,
     case,
     func,
@@ -30,6 +29,7 @@ from sqlalchemy.sql import Select
 
 from arbiter.ledger.models import (
     NANO,
+    HeldTotals,
     ModelCall,
     ResearchTopic,
     Reservation,
@@ -102,20 +102,24 @@ def _build() -> Select[Any]:
     edge = select(func.coalesce(func.sum(calls.total_tokens), ZERO)).where(
         calls.recorded_at >= hour, calls.recorded_at < next_minute
     )
+    # Held money, from the running totals the triggers keep (one row, whatever the backlog),
+    # less what the attempt being decided already holds (a point lookup).
+    totals = table(HeldTotals).c
+    held_all = select(
+        totals.nusd.label("nusd"),
+        totals.tokens.label("tokens"),
+        totals.cloud.label("cloud_calls"),
+    ).subquery("held_all")
     res = table(Reservation).c
-    own = and_(res.task_id == task_id, res.attempt == attempt)
-    held = (
+    own = (
         select(
-            func.coalesce(func.sum(res.amount_nusd), ZERO).label("nusd"),
-            func.coalesce(func.sum(res.tokens), ZERO).label("tokens"),
-            _count(res.tier == CLOUD).label("cloud_calls"),
-            _count(own).label("own_count"),
-            _sum(res.amount_nusd, own).label("own_nusd"),
-            _sum(res.tokens, own).label("own_tokens"),
-            _count(and_(own, res.tier == CLOUD)).label("own_cloud"),
+            func.count().label("own_count"),
+            func.coalesce(func.sum(res.amount_nusd), ZERO).label("own_nusd"),
+            func.coalesce(func.sum(res.tokens), ZERO).label("own_tokens"),
+            _count(res.tier == CLOUD).label("own_cloud"),
         )
-        .where(res.status == HELD)
-        .subquery("held")
+        .where(res.task_id == task_id, res.attempt == attempt, res.status == HELD)
+        .subquery("own")
     )
     tasks = table(Task).c
     cycles = select(func.count()).where(
@@ -132,7 +136,8 @@ def _build() -> Select[Any]:
     reason = select(state.reason).where(state.id == row)
     return select(
         settled,
-        held,
+        held_all,
+        own,
         whole.scalar_subquery().label("hour_whole"),
         edge.scalar_subquery().label("hour_edge"),
         cycles.scalar_subquery().label("cycles"),
@@ -140,7 +145,7 @@ def _build() -> Select[Any]:
         backlog.scalar_subquery().label("backlog"),
         halted.scalar_subquery().label("halted"),
         reason.scalar_subquery().label("halt_reason"),
-    ).select_from(settled.join(held, true()))
+    ).select_from(settled.join(held_all, true()).join(own, true()))
 
 
 _STATEMENT = _build()

@@ -265,6 +265,23 @@ class SystemState(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
+class HeldTotals(Base):
+    """One row: the sums over every held reservation, kept by database triggers.
+
+    The gate reads budgets on every decision; summing the held rows each time would grow
+    with the queue's backlog. Triggers on ``reservations`` keep these totals exact on every
+    path that takes, settles, releases or expires a reservation.
+    """
+
+    __tablename__ = "held_totals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    count: Mapped[int] = mapped_column(BigInteger, default=0)
+    nusd: Mapped[int] = mapped_column(BigInteger, default=0)
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    cloud: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 def table(model: type[Base]) -> Table:
     """The Core table of a model, typed as such for statements."""
     return cast(Table, model.__table__)

@@ -7,10 +7,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from arbiter.errors import LedgerUnavailable
 from arbiter.gate import Gate, TaskRequest
 from arbiter.ledger import Ledger, PriceTable
+from arbiter.usage import Usage
 from tests.ledger.helpers import ManualClock
 from tests.ledger.policies import cap_policy
 from tests.ledger.test_prices import SEED
@@ -195,3 +197,42 @@ def test_decision_record_carries_the_policy_trace(gate: Gate, ledger: Ledger) ->
     checks = [step["check"] for step in record.trace or []]
     assert any("DailyCap" in check for check in checks)
     assert record.candidate == "Cloud"
+
+
+DIRECT = text(
+    "SELECT COUNT(*), COALESCE(SUM(amount_nusd), 0), COALESCE(SUM(tokens), 0), "
+    "COALESCE(SUM(CASE WHEN tier = 'cloud' THEN 1 ELSE 0 END), 0) "
+    "FROM reservations WHERE status = 'held'"
+)
+KEPT = text("SELECT count, nusd, tokens, cloud FROM held_totals WHERE id = 1")
+
+
+def held_totals(ledger: Ledger) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    with ledger.transaction() as conn:
+        direct = tuple(int(v) for v in conn.execute(DIRECT).one())
+        kept = tuple(int(v) for v in conn.execute(KEPT).one())
+    return direct, kept
+
+
+def test_held_totals_stay_exact_on_every_path(
+    gate: Gate, ledger: Ledger, clock: ManualClock
+) -> None:
+    for i in range(6):
+        assert gate.admit(request(f"t{i}", kind="code")).admitted
+    gate.admit(request("local", confidential=True))
+    direct, kept = held_totals(ledger)
+    assert direct == kept and kept[0] == 7 and kept[3] == 6
+
+    gate.admit(request("t0"))  # the same attempt again replaces its hold
+    ledger.settle("t1", 1, Usage(100, 10), "openai", "gpt-5.4-nano")
+    ledger.settle("t1", 1, Usage(100, 10), "openai", "gpt-5.4-nano")  # redelivered
+    ledger.release("t2", 1, "the call failed")
+    ledger.fail_task("t3", 1, "gave up")
+    direct, kept = held_totals(ledger)
+    assert direct == kept and kept[0] == 4
+
+    clock.advance(hours=2)
+    assert ledger.expire_reservations() == 4
+    direct, kept = held_totals(ledger)
+    assert direct == kept == (0, 0, 0, 0)
+    assert ledger.budget_facts()["daily_tokens"] == 110, "only the settled call is left"
