@@ -86,3 +86,40 @@ def test_embedded_broker_never_takes_a_port_something_else_holds(tmp_path: Path)
     finally:
         broker.stop()
         holder.close()
+
+
+def test_flower_binds_to_loopback_and_requires_basic_auth(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    import base64
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    stack = make_stack(redis_url)
+    stack.configure(flower_user="studio", flower_password="s3cret-pass", flower_port=str(port))
+    stack.start("flower", "flower")
+    url = f"http://127.0.0.1:{port}/"
+
+    def status(auth: str | None) -> int:
+        request = urllib.request.Request(url)
+        if auth:
+            request.add_header("Authorization", "Basic " + base64.b64encode(auth.encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=2) as response:
+                return int(response.status)
+        except urllib.error.HTTPError as err:
+            return int(err.code)
+        except OSError:
+            return 0
+
+    wait_for(lambda: status(None) != 0, 60, "Flower to listen")
+    assert status(None) == 401
+    assert status("studio:wrong") == 401
+    assert status("studio:s3cret-pass") == 200
+    listeners = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    local = [line.split()[1] for line in listeners if line.split()[3] == "0A"]
+    assert f"0100007F:{port:04X}" in local, "listening on 127.0.0.1"
+    assert not [a for a in local if a.endswith(f":{port:04X}") and a != f"0100007F:{port:04X}"]
