@@ -90,9 +90,7 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
         ) from None
     admission = router.last_admission()
     decision = admission.decision if admission is not None else None
-    queue = (kwargs.get("gate") or {}).get("route", {}).get("queue") or (
-        app.sovereign_runtime.get().queue_for((kwargs.get("gate") or {}).get("route"))  # type: ignore[attr-defined]
-    )
+    queue = admission.queue if admission is not None else None
     return Handle(job.job_id, decision, queue, _async=async_result)
 
 
