@@ -28,29 +28,28 @@ log = logging.getLogger("sovereign.worker")
 def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> dict[str, Any]:
     """Run one attempt of a job on the route the gate chose; return the result record."""
     ledger = runtime.ledger
-    done = ledger.call_record(job.job_id, attempt)
-    if done is not None and done.succeeded:
+    start = ledger.begin_attempt(job.job_id, attempt)
+    if start.done is not None:
         # A redelivered message for an attempt that already succeeded: answer from the
         # ledger, never call (and bill) the model twice.
         log.info(
             "task %s attempt %s already succeeded; not calling the model again", job.job_id, attempt
         )
-        return dict(done.result or {}, cost_usd=done.cost_usd)
-    if ledger.halt_state().halted:
+        return dict(start.done.result or {}, cost_usd=start.done.cost_usd)
+    if start.halted:
         ledger.release(job.job_id, attempt, "halted before the call")
         raise TaskBlocked(
             f"task {job.job_id} was halted before its model call: the kill switch is on "
             "(`sovereign resume` turns it off)",
             task_id=job.job_id,
         )
-    if not ledger.reservation_held(job.job_id, attempt):
+    if not start.held:
         ledger.fail_task(job.job_id, attempt, "its budget reservation was no longer held")
         raise TaskFailed(
             f"task {job.job_id} attempt {attempt} has no budget reservation held (it expired "
             "or was released); submit the task again"
         )
     route = dict(gate.get("route") or {})
-    ledger.mark_running(job.job_id, attempt)
     request = CompletionRequest.from_prompt(
         job.prompt,
         model=str(route.get("model")),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -44,6 +45,15 @@ def _instant(value: datetime | float | None) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptStart:
+    """A worker's view of an attempt just before the model call."""
+
+    done: CallRecord | None
+    halted: bool
+    held: bool
 
 
 class Ledger:
@@ -287,6 +297,23 @@ class Ledger:
         """The billed call of an attempt, if any."""
         with self.reading() as conn:
             return reservations.find_call(conn, task_id, attempt)
+
+    def begin_attempt(self, task_id: str, attempt: int) -> AttemptStart:
+        """What a worker checks before calling a model, in one transaction.
+
+        The attempt's billed call if it already succeeded (a redelivery answers from it),
+        whether the kill switch is on, and whether its reservation is still held; the task
+        is marked running only when the call may go ahead.
+        """
+        now = self.now()
+        with self.transaction() as conn:
+            found = reservations.find_call(conn, task_id, attempt)
+            done = found if found is not None and found.succeeded else None
+            halted = control.halt_state(conn).halted
+            held = reservations.is_held(conn, task_id, attempt)
+            if done is None and held and not halted:
+                reservations.update_task(conn, task_id, now, status="running", attempt=attempt)
+        return AttemptStart(done=done, halted=halted, held=held)
 
     def mark_running(self, task_id: str, attempt: int) -> None:
         with self.transaction() as conn:
