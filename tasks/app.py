@@ -40,6 +40,9 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_prefetch_multiplier=1,
         task_queues=queues,
         task_default_queue=settings.queue_control,
+        # Never declare a queue on the fly: a task sent to a queue no worker consumes waits
+        # forever, so an unknown queue is an error instead.
+        task_create_missing_queues=False,
         task_routes=(router,),
         task_time_limit=settings.task_time_limit_s,
         task_soft_time_limit=max(1.0, settings.task_time_limit_s - 30),
@@ -51,7 +54,11 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
         result_expires=7 * 86400,
         result_extended=True,
         broker_transport_options={"visibility_timeout": visibility},
-        result_backend_transport_options={"visibility_timeout": visibility},
+        result_backend_transport_options={
+            "visibility_timeout": visibility,
+            # Fail in a few seconds, not twenty, when the broker is gone.
+            "retry_policy": {"max_retries": 3, "interval_start": 0.2, "interval_step": 0.5},
+        },
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=3.0,
         task_publish_retry_policy={

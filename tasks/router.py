@@ -13,7 +13,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from arbiter.errors import TaskBlocked, TaskParked
+from arbiter.errors import ConfigError, TaskBlocked, TaskParked
 from arbiter.gate import Admission, TaskRequest
 from tasks.kinds import Job
 from tasks.names import COMPLETE, CONTROL_TASKS
@@ -75,6 +75,16 @@ class GateRouter:
                 job.job_id,
             )
         route = dict(admission.decision.route or {})
+        queue = admission.queue
+        served = runtime.served_queues()
+        if queue not in served:
+            # A queue no worker consumes would strand the task until its reservation expired.
+            message = (
+                f"the policy routes task {job.job_id} to queue {queue!r}, which no worker "
+                f"consumes; use one of {', '.join(sorted(served))} in the route's `queue`"
+            )
+            runtime.ledger.fail_task(job.job_id, attempt, message)
+            raise ConfigError(message)
         kwargs["job"] = job.to_message()
         kwargs["attempt"] = attempt
         kwargs["gate"] = {
@@ -84,7 +94,7 @@ class GateRouter:
             "decided_by": admission.decision.decided_by,
         }
         destination: dict[str, Any] = {
-            "queue": admission.queue or runtime.queue_for(route),
+            "queue": queue,
             # Celery would otherwise put a repr of the whole prompt in the message headers,
             # where Flower shows it: confidential text stays out, and the repr costs nothing.
             "argsrepr": "()",

@@ -41,14 +41,9 @@ class Runtime:
     _depths: tuple[float, dict[str, int]] = (0.0, {})
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def queue_for(self, route: dict[str, Any] | None) -> str:
-        """The queue a route runs on: its own `queue` param, else its tier's queue."""
-        s = self.settings
-        queue = (route or {}).get("queue")
-        if isinstance(queue, str) and queue in {s.queue_local, s.queue_cloud}:
-            return queue
-        tier = (route or {}).get("tier", "local")
-        return s.queue_cloud if tier == "cloud" else s.queue_local
+    def served_queues(self) -> frozenset[str]:
+        """The queues governed tasks may be published to: those the workers consume."""
+        return frozenset({self.settings.queue_local, self.settings.queue_cloud})
 
     def backend(self, route: dict[str, Any]) -> Backend:
         key = (str(route.get("provider")), str(route.get("model")))

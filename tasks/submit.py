@@ -81,6 +81,8 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
     except SovereignError:
         raise
     except Exception as exc:
+        # Broad on purpose: besides kombu's OperationalError, Celery's Redis result backend
+        # reports an unreachable broker as a bare RuntimeError before publishing.
         # The gate decided and reserved before the publish failed: free the reservation so
         # the budget is not held by a task that was never queued.
         _release_unpublished(app, job.job_id, kwargs)

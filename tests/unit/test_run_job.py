@@ -7,12 +7,14 @@ from typing import Any
 
 import pytest
 
-from arbiter.errors import TaskBlocked, TaskFailed, TransientBackendError
+from arbiter.errors import ConfigError, TaskBlocked, TaskFailed, TransientBackendError
 from arbiter.gate import TaskRequest
 from arbiter.settings import load_settings
 from tasks.complete import run_job
 from tasks.kinds import Job, make_job
-from tasks.runtime import Runtime, build_runtime
+from tasks.names import COMPLETE
+from tasks.router import GateRouter
+from tasks.runtime import Runtime, RuntimeSlot, build_runtime
 from tests.conftest import ROOT
 from workers.fake import FakeBackend
 
@@ -24,10 +26,9 @@ strategy R returns Route {
 """
 
 
-@pytest.fixture
-def runtime(tmp_path: Path) -> Runtime:
+def make_runtime(tmp_path: Path, policy: str = POLICY) -> Runtime:
     (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "p.arb").write_text(POLICY)
+    (tmp_path / "rules" / "p.arb").write_text(policy)
     settings = load_settings(
         {
             "SOVEREIGN_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}",
@@ -38,6 +39,11 @@ def runtime(tmp_path: Path) -> Runtime:
     )
     # No broker: queue depths are simply unknown to the gate.
     return build_runtime(settings, "redis://127.0.0.1:1/0")
+
+
+@pytest.fixture
+def runtime(tmp_path: Path) -> Runtime:
+    return make_runtime(tmp_path)
 
 
 def admit(runtime: Runtime, job: Job, attempt: int = 1) -> dict[str, Any]:
@@ -101,3 +107,17 @@ def test_no_call_without_a_held_reservation(runtime: Runtime) -> None:
     with pytest.raises(TaskFailed, match="no budget reservation held"):
         run_job(runtime, job, 1, gate)
     assert fake.calls == []
+
+
+def test_a_route_to_a_queue_no_worker_consumes_is_refused(tmp_path: Path) -> None:
+    runtime = make_runtime(
+        tmp_path, POLICY.replace('model: "m" }\n}', 'model: "m", queue: "gpu" }\n}')
+    )
+    router = GateRouter(RuntimeSlot(lambda: runtime))
+    job = make_job(runtime.settings, kind="classify", prompt="where do I go?")
+    kwargs: dict[str, Any] = {"job": job.to_message()}
+    with pytest.raises(ConfigError, match="queue 'gpu', which no worker consumes; use one of"):
+        router(COMPLETE, (), kwargs, {})
+    assert "gate" not in kwargs
+    assert not runtime.ledger.reservation_held(job.job_id, 1), "the reservation was released"
+    assert (runtime.ledger.task(job.job_id) or {}).get("status") == "failed"
