@@ -61,7 +61,7 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
     )
     started = datetime.now(UTC)
     try:
-        completion = runtime.backend(route).complete(request)
+        completion = runtime.backends.get(route).complete(request)
     except BackendError:
         # Nothing was billed for a call that failed: free the reservation now. A retry is
         # a new attempt that goes through the gate again and reserves afresh.

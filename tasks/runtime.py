@@ -11,7 +11,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from arbiter.gate import Gate
@@ -20,39 +20,19 @@ from arbiter.ledger.prices import PriceTable
 from arbiter.policy_store import PolicyStore
 from arbiter.settings import Settings
 from workers.probe import LocalProbe, cloud_providers
-from workers.protocol import Backend
-from workers.registry import build_backend
+from workers.registry import Backends
 
 QUEUE_DEPTH_TTL_S = 1.0
 
 
-@dataclass
-class Runtime:
-    """The per-process context: ledger, gate, policy, prices, backends and probes."""
+class HostFacts:
+    """The `local` and `cloud` facts the gate cannot know by itself, cheaply cached."""
 
-    settings: Settings
-    broker_url: str
-    ledger: Ledger
-    prices: PriceTable
-    policies: PolicyStore
-    gate: Gate
-    probe: LocalProbe
-    _backends: dict[tuple[str, str], Backend] = field(default_factory=dict)
-    _depths: tuple[float, dict[str, int]] = (0.0, {})
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def served_queues(self) -> frozenset[str]:
-        """The queues governed tasks may be published to: those the workers consume."""
-        return frozenset({self.settings.queue_local, self.settings.queue_cloud})
-
-    def backend(self, route: dict[str, Any]) -> Backend:
-        key = (str(route.get("provider")), str(route.get("model")))
-        with self._lock:
-            found = self._backends.get(key)
-            if found is None:
-                found = build_backend(route, self.settings)
-                self._backends[key] = found
-            return found
+    def __init__(self, settings: Settings, broker_url: str) -> None:
+        self.settings = settings
+        self.broker_url = broker_url
+        self.probe = LocalProbe(settings)
+        self._depths: tuple[float, dict[str, int]] = (float("-inf"), {})
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting per queue, read from the broker at most once a second."""
@@ -66,8 +46,7 @@ class Runtime:
         self._depths = (now, depths)
         return depths
 
-    def host_facts(self) -> dict[str, dict[str, Any]]:
-        """The `local` and `cloud` facts the gate cannot know by itself."""
+    def __call__(self) -> dict[str, dict[str, Any]]:
         depths = self.queue_depths()
         probed = self.probe.facts()
         return {
@@ -98,6 +77,21 @@ def _read_depths(url: str, queues: tuple[str, ...]) -> dict[str, int]:
         client.close()
 
 
+@dataclass
+class Runtime:
+    """The per-process context: ledger, gate, policy, prices and backends."""
+
+    settings: Settings
+    ledger: Ledger
+    policies: PolicyStore
+    gate: Gate
+    backends: Backends
+
+    def served_queues(self) -> frozenset[str]:
+        """The queues governed tasks may be published to: those the workers consume."""
+        return frozenset({self.settings.queue_local, self.settings.queue_cloud})
+
+
 def build_runtime(settings: Settings, broker_url: str) -> Runtime:
     """Open the ledger (migrating it), load prices and the policy, and build the gate."""
     prices = PriceTable.load(settings.prices_path)
@@ -109,30 +103,14 @@ def build_runtime(settings: Settings, broker_url: str) -> Runtime:
     )
     ledger.upgrade()
     policies = PolicyStore(settings.policy_path, ledger, prices=prices)
-    probe = LocalProbe(settings)
-    holder: dict[str, Runtime] = {}
-
-    def host_facts() -> dict[str, dict[str, Any]]:
-        return holder["rt"].host_facts()
-
     gate = Gate(
         ledger,
         policy_provider=policies.current,
         prices=prices,
-        host_facts=host_facts,
+        host_facts=HostFacts(settings, broker_url),
         queues={"local": settings.queue_local, "cloud": settings.queue_cloud},
     )
-    runtime = Runtime(
-        settings=settings,
-        broker_url=broker_url,
-        ledger=ledger,
-        prices=prices,
-        policies=policies,
-        gate=gate,
-        probe=probe,
-    )
-    holder["rt"] = runtime
-    return runtime
+    return Runtime(settings, ledger, policies, gate, Backends(settings))
 
 
 class RuntimeSlot:

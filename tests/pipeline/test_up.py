@@ -77,6 +77,8 @@ def test_embedded_broker_never_takes_a_port_something_else_holds(tmp_path: Path)
     broker = EmbeddedBroker(settings)
     wanted = broker._port()
     holder = socket.socket()
+    # The port may be in TIME_WAIT from an earlier test's broker, as servers allow.
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     holder.bind(("127.0.0.1", wanted))
     holder.listen()
     try:

@@ -17,6 +17,7 @@ from tasks.router import GateRouter
 from tasks.runtime import Runtime, RuntimeSlot, build_runtime
 from tests.conftest import ROOT
 from workers.fake import FakeBackend
+from workers.registry import Backends
 
 POLICY = """
 strategy R returns Route {
@@ -62,7 +63,7 @@ def admit(runtime: Runtime, job: Job, attempt: int = 1) -> dict[str, Any]:
 
 def with_fake(runtime: Runtime, **options: Any) -> FakeBackend:
     fake = FakeBackend(name="fake", tier="local", **options)
-    runtime._backends[("fake", "m")] = fake
+    runtime.backends = Backends(runtime.settings, preset={("local", "fake"): fake})
     return fake
 
 
