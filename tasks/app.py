@@ -9,6 +9,8 @@ from kombu import Exchange, Queue
 
 from arbiter.settings import Settings
 from tasks.broker import resolve_broker_url
+from tasks.complete import register_complete
+from tasks.maintenance import register_maintenance
 from tasks.names import COMPLETE, EXPIRE_RESERVATIONS, MAINTENANCE_ENTRY, RESEARCH_ENTRY
 from tasks.router import GateRouter
 from tasks.runtime import RuntimeSlot, build_runtime
@@ -79,7 +81,8 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
     app.sovereign_settings = settings  # type: ignore[attr-defined]
     app.sovereign_runtime = slot  # type: ignore[attr-defined]
     app.sovereign_router = router  # type: ignore[attr-defined]
-    _register(app, slot)
+    register_complete(app, slot)
+    register_maintenance(app, slot)
     return app
 
 
@@ -92,11 +95,3 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
             "schedule": settings.maintenance_interval_s,
         },
     }
-
-
-def _register(app: Celery, slot: RuntimeSlot) -> None:
-    from tasks.complete import register_complete
-    from tasks.maintenance import register_maintenance
-
-    register_complete(app, slot)
-    register_maintenance(app, slot)
