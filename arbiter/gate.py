@@ -29,14 +29,12 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection
-
 from arbiter.errors import PriceMissing
 from arbiter.lang.decision import Decision, TraceStep
 from arbiter.lang.policy import Policy
-from arbiter.ledger import Ledger, decisions, reservations
-from arbiter.ledger import approvals as approval_rows
-from arbiter.ledger.budget import read_snapshot
+from arbiter.ledger import Ledger
+from arbiter.ledger.admission import AdmissionTx
+from arbiter.ledger.decisions import admission_rows
 from arbiter.ledger.models import NANO
 from arbiter.ledger.prices import PriceTable
 from arbiter.ledger.windows import Clock, time_facts, to_db, windows
@@ -159,25 +157,23 @@ class Gate:
         policy = self.policy_provider()
         # Host probes may touch the network: gather them before taking the ledger's lock.
         host = self.host_facts()
-        with self.ledger.serialized() as conn:
-            return self._admit(conn, policy, host, request)
+        with self.ledger.admission() as tx:
+            return self._admit(tx, policy, host, request)
 
     def _admit(
         self,
-        conn: Connection,
+        tx: AdmissionTx,
         policy: Policy,
         host: Mapping[str, Mapping[str, Any]],
         request: TaskRequest,
     ) -> Admission:
         now = self.clock()
         stamp = to_db(now)
-        snap = read_snapshot(conn, windows(now, self.ledger.zone), request.task_id, request.attempt)
+        snap = tx.snapshot(windows(now, self.ledger.zone), request.task_id, request.attempt)
         if snap.own_held:
             # The same attempt passing the gate again replaces its earlier admission (the
             # snapshot already leaves that hold out).
-            reservations.close_held(
-                conn, request.task_id, request.attempt, "released", "admitted again", stamp
-            )
+            tx.close_held(request.task_id, request.attempt, "released", "admitted again", stamp)
         version = str(policy.version)
         facts: dict[str, Any] = {
             "task": request.facts(),
@@ -189,7 +185,7 @@ class Gate:
             "system": {"halted": snap.halted, "policy_version": version},
         }
         waive: frozenset[str] = frozenset()
-        if request.approved and approval_rows.is_granted(conn, request.task_id):
+        if request.approved and tx.is_granted(request.task_id):
             waive = frozenset({"approval"})
         decision, amount_nusd = self._decide(policy, facts, waive, request)
         if snap.halted and decision.verdict != "halt":
@@ -222,11 +218,13 @@ class Gate:
                 ),
             }
         task_row, decision_row = self._rows(request, decision, version, facts, amount_nusd, queue)
-        decisions.write_admission(
-            conn, request.task_id, request.attempt, stamp, reservation, task_row, decision_row
+        tx.write(
+            admission_rows(
+                request.task_id, request.attempt, stamp, reservation, task_row, decision_row
+            )
         )
         if verdict == "approval":
-            approval_rows.request(conn, request.task_id, decision.reason, stamp)
+            tx.request_approval(request.task_id, decision.reason, stamp)
         return Admission(
             task_id=request.task_id,
             attempt=request.attempt,
@@ -311,7 +309,7 @@ class Gate:
             "source": request.source,
             "status": TASK_STATUS.get(verdict, "blocked"),
             "queue": queue,
-            "payload": _json_safe(request.payload),
+            "payload": request.payload,
             "error": None if verdict in ADMITTED else decision.reason,
             "confidential": request.confidential,
             "depth": request.depth,
@@ -320,31 +318,18 @@ class Gate:
         decision_row = {
             "policy_version": version,
             "verdict": verdict,
-            "route": _json_safe(_plain(decision.route)),
+            "route": _plain(decision.route),
             "candidate": decision.candidate,
             "decided_by": decision.decided_by,
             "reason": decision.reason,
             "retry_after_s": decision.retry_after_s if verdict == "throttle" else None,
             "reserved_nusd": amount_nusd,
-            "facts": _json_safe(facts),
-            "trace": _json_safe(decision.to_dict().get("trace")),
+            # JSON columns: the engine's serializer turns tuples and sets into lists.
+            "facts": facts,
+            "trace": decision.to_dict().get("trace"),
         }
         return task_row, decision_row
 
 
 def _plain(route: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(route) if route is not None else None
-
-
-_JSON_LEAVES = (str, int, float, bool, type(None))
-
-
-def _json_safe(value: Any) -> Any:
-    """A JSON-able copy: tuples and sets become lists, unknown objects their text."""
-    if isinstance(value, _JSON_LEAVES):
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_json_safe(v) for v in value]
-    return str(value)

@@ -8,6 +8,7 @@ parameters, because the gate runs it on every decision.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -148,41 +149,49 @@ def _build() -> Select[Any]:
     ).select_from(settled.join(held_all, true()).join(own, true()))
 
 
-_STATEMENT = _build()
+STATEMENT = _build()
+
+
+def snapshot_params(w: Windows, task_id: str = "", attempt: int = -1) -> dict[str, Any]:
+    """The values the snapshot statement binds, for the windows ``w`` and one attempt."""
+    return {
+        "hour_start": w.hour_start,
+        "hour_next_minute": w.hour_start.replace(second=0, microsecond=0) + timedelta(minutes=1),
+        "day_start": w.day_start,
+        "today": w.today,
+        "month_first": w.month_first,
+        "zone": w.zone,
+        "task_id": task_id,
+        "attempt": attempt,
+    }
+
+
+def snapshot_from(row: Mapping[Any, Any]) -> Snapshot:
+    """The snapshot a row of ``STATEMENT`` describes."""
+    held_nusd = int(row["nusd"]) - int(row["own_nusd"])
+    held_tokens = int(row["tokens"]) - int(row["own_tokens"])
+    held_cloud = int(row["cloud_calls"]) - int(row["own_cloud"])
+    budget = {
+        "daily_spend_usd": (int(row["day_nusd"]) + held_nusd) / NANO,
+        "monthly_spend_usd": (int(row["month_nusd"]) + held_nusd) / NANO,
+        "hourly_tokens": int(row["hour_whole"]) + int(row["hour_edge"]) + held_tokens,
+        "daily_tokens": int(row["day_tokens"]) + held_tokens,
+        "daily_cloud_calls": int(row["day_calls"]) + held_cloud,
+    }
+    research = {
+        "cycles_today": int(row["cycles"]),
+        "followups_today": int(row["followups"]),
+        "backlog": int(row["backlog"]),
+    }
+    return Snapshot(
+        budget, research, bool(row["halted"]), row["halt_reason"], int(row["own_count"])
+    )
 
 
 def read_snapshot(conn: Connection, w: Windows, task_id: str = "", attempt: int = -1) -> Snapshot:
     """The facts as of now, leaving out what ``(task_id, attempt)`` itself holds."""
-    row = conn.execute(
-        _STATEMENT,
-        {
-            "hour_start": w.hour_start,
-            "hour_next_minute": w.hour_start.replace(second=0, microsecond=0)
-            + timedelta(minutes=1),
-            "day_start": w.day_start,
-            "today": w.today,
-            "month_first": w.month_first,
-            "zone": w.zone,
-            "task_id": task_id,
-            "attempt": attempt,
-        },
-    ).one()
-    held_nusd = int(row.nusd) - int(row.own_nusd)
-    held_tokens = int(row.tokens) - int(row.own_tokens)
-    held_cloud = int(row.cloud_calls) - int(row.own_cloud)
-    budget = {
-        "daily_spend_usd": (int(row.day_nusd) + held_nusd) / NANO,
-        "monthly_spend_usd": (int(row.month_nusd) + held_nusd) / NANO,
-        "hourly_tokens": int(row.hour_whole) + int(row.hour_edge) + held_tokens,
-        "daily_tokens": int(row.day_tokens) + held_tokens,
-        "daily_cloud_calls": int(row.day_calls) + held_cloud,
-    }
-    research = {
-        "cycles_today": int(row.cycles),
-        "followups_today": int(row.followups),
-        "backlog": int(row.backlog),
-    }
-    return Snapshot(budget, research, bool(row.halted), row.halt_reason, int(row.own_count))
+    row = conn.execute(STATEMENT, snapshot_params(w, task_id, attempt)).one()
+    return snapshot_from(row._mapping)
 
 
 def read_facts(conn: Connection, w: Windows) -> tuple[dict[str, Any], dict[str, Any]]:

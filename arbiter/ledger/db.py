@@ -10,6 +10,7 @@ transaction takes a transaction-scoped advisory lock instead.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import threading
 from collections.abc import Iterator
@@ -48,6 +49,17 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def _json_default(value: Any) -> Any:
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    return str(value)
+
+
+def dumps_json(value: Any) -> str:
+    """JSON columns' text: tuples and sets become lists, unknown objects their text."""
+    return json.dumps(value, default=_json_default)
+
+
 def create_ledger_engine(url: str | URL, *, echo: bool = False) -> Engine:
     """An engine set up for the ledger's dialect."""
     parsed = normalise_url(url)
@@ -58,6 +70,7 @@ def create_ledger_engine(url: str | URL, *, echo: bool = False) -> Engine:
             parsed,
             echo=echo,
             pool_pre_ping=False,
+            json_serializer=dumps_json,
             connect_args={"connect_timeout": PG_CONNECT_TIMEOUT_S},
         )
     raise LedgerUnavailable(
@@ -70,7 +83,12 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+    engine = create_engine(
+        url,
+        echo=echo,
+        json_serializer=dumps_json,
+        connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+    )
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -180,19 +198,30 @@ def plain_connection(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def translate_errors(url: URL) -> Iterator[None]:
-    """Turn a database that cannot be reached (or stays locked) into ``LedgerUnavailable``."""
+def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
+    """Turn a database that cannot be reached (or stays locked) into ``LedgerUnavailable``.
+
+    ``dbapi`` is the driver module, for code that runs on the driver connection directly.
+    """
+    raw_errors: tuple[type[BaseException], ...] = ()
+    if dbapi is not None:
+        raw_errors = (dbapi.OperationalError, dbapi.InterfaceError)
     try:
         yield
-    except exc.OperationalError as error:
-        raise LedgerUnavailable(_sentence(url, error)) from None
-    except exc.InterfaceError as error:
+    except (exc.OperationalError, exc.InterfaceError) as error:
+        raise LedgerUnavailable(_sentence(url, error.orig)) from None
+    except raw_errors as error:
         raise LedgerUnavailable(_sentence(url, error)) from None
 
 
-def _sentence(url: URL, error: exc.DBAPIError) -> str:
-    detail = str(error.orig).strip().splitlines()[0] if error.orig else "no answer"
-    detail = detail.rstrip(".")
+def is_disconnect(error: BaseException, dbapi: Any) -> bool:
+    """True when a driver error means the connection itself is unusable."""
+    return isinstance(error, (dbapi.OperationalError, dbapi.InterfaceError))
+
+
+def _sentence(url: URL, error: BaseException | None) -> str:
+    detail = str(error).strip().splitlines()[0] if error is not None and str(error) else ""
+    detail = detail.rstrip(".") or "no answer"
     if "locked" in detail or "busy" in detail:
         return (
             f"the ledger database {describe(url)} stayed locked ({detail}); another process "

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, bindparam, insert, select, text, update
+from sqlalchemy import Boolean, Connection, bindparam, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from arbiter.ledger.models import NANO, DecisionRecord, Reservation, Task, table
@@ -37,24 +37,6 @@ class StoredDecision:
     created_at: datetime
 
 
-def record(conn: Connection, values: dict[str, Any]) -> None:
-    """Insert one decision record (``values`` names the table's columns)."""
-    conn.execute(insert(_decisions), values)
-
-
-def upsert_task(conn: Connection, values: dict[str, Any]) -> None:
-    """Insert the task row, or update it when the task passes the gate again (a retry)."""
-    statement = _UPSERTS.get(conn.dialect.name)
-    if statement is None:
-        task_id = values["id"]
-        changed = {k: v for k, v in values.items() if k not in {"id", "created_at"}}
-        result = conn.execute(update(_tasks).where(_tasks.c.id == task_id).values(**changed))
-        if not result.rowcount:
-            conn.execute(insert(_tasks), values)
-        return
-    conn.execute(statement, values)
-
-
 def _upsert(dialect_insert: Any) -> Any:
     statement = dialect_insert(_tasks)
     kept = {"id", "created_at", "result"}
@@ -64,54 +46,62 @@ def _upsert(dialect_insert: Any) -> Any:
     )
 
 
-# One statement instead of two on the databases that have INSERT ... ON CONFLICT.
-_UPSERTS: dict[str, Any] = {
+# Insert the task row, or update it when the task passes the gate again (a retry).
+UPSERTS: dict[str, Any] = {
     "postgresql": _upsert(postgresql.insert),
     "sqlite": _upsert(sqlite.insert),
 }
 
 
-def write_admission(
-    conn: Connection,
+@dataclass(frozen=True, slots=True)
+class AdmissionRows:
+    """The rows one admission writes: its reservation (if any), task row and record."""
+
+    reservation: dict[str, Any] | None
+    task: dict[str, Any]
+    decision: dict[str, Any]
+
+    def pg_params(self) -> dict[str, Any]:
+        """The values of ``PG_ADMISSION``, which writes all three in one statement."""
+        reserve = self.reservation or dict.fromkeys(RESERVATION_FIELDS)
+        params = {f"r_{k}": reserve[k] for k in RESERVATION_FIELDS}
+        params.update({f"t_{k}": v for k, v in self.task.items()})
+        params.update({f"d_{k}": v for k, v in self.decision.items()})
+        params["reserve"] = self.reservation is not None
+        return params
+
+
+def admission_rows(
     task_id: str,
     attempt: int,
     now: datetime,
     reservation: dict[str, Any] | None,
     task: dict[str, Any],
     decision: dict[str, Any],
-) -> None:
-    """Write what one admission leaves: its reservation (if any), task row and record.
-
-    On PostgreSQL the three writes are one statement (data-modifying CTEs), one round trip
-    inside the serialized transaction; elsewhere they are three.
-    """
-    ids = {"task_id": task_id, "attempt": attempt}
-    task_values = {"id": task_id, "attempt": attempt, **task, "created_at": now, "updated_at": now}
-    decision_values = {**ids, **decision, "created_at": now}
-    if conn.dialect.name == "postgresql":
-        reserve = reservation or {c: None for c in _RESERVATION_FIELDS}
-        params = {
-            **{f"r_{k}": v for k, v in reserve.items()},
-            **{f"t_{k}": v for k, v in task_values.items()},
-            **{f"d_{k}": v for k, v in decision_values.items()},
-            "reserve": reservation is not None,
-        }
-        conn.execute(_PG_ADMISSION, params)
-        return
+) -> AdmissionRows:
+    """The full rows of one admission (``reservation`` names RESERVATION_FIELDS)."""
+    held = None
     if reservation is not None:
-        conn.execute(
-            insert(_reservations), {**ids, **reservation, "status": "held", "created_at": now}
-        )
-    upsert_task(conn, task_values)
-    record(conn, decision_values)
+        held = {
+            "task_id": task_id,
+            "attempt": attempt,
+            **reservation,
+            "status": "held",
+            "created_at": now,
+        }
+    return AdmissionRows(
+        held,
+        {"id": task_id, "attempt": attempt, **task, "created_at": now, "updated_at": now},
+        {"task_id": task_id, "attempt": attempt, **decision, "created_at": now},
+    )
 
 
-_RESERVATION_FIELDS = ("amount_nusd", "tokens", "tier", "provider", "model", "expires_at")
-_TASK_FIELDS = (
+RESERVATION_FIELDS = ("amount_nusd", "tokens", "tier", "provider", "model", "expires_at")
+TASK_FIELDS = (
     "id", "kind", "source", "status", "queue", "attempt", "payload", "error",
     "confidential", "depth", "topic", "created_at", "updated_at",
 )  # fmt: skip
-_DECISION_FIELDS = (
+DECISION_FIELDS = (
     "task_id", "attempt", "policy_version", "verdict", "route", "candidate", "decided_by",
     "reason", "retry_after_s", "reserved_nusd", "facts", "trace", "created_at",
 )  # fmt: skip
@@ -119,28 +109,28 @@ _DECISION_FIELDS = (
 
 def _pg_admission() -> Any:
     task_updates = ", ".join(
-        f"{c} = excluded.{c}" for c in _TASK_FIELDS if c not in {"id", "created_at"}
+        f"{c} = excluded.{c}" for c in TASK_FIELDS if c not in {"id", "created_at"}
     )
     sql = f"""
 WITH r AS (
-    INSERT INTO reservations (task_id, attempt, {", ".join(_RESERVATION_FIELDS)},
+    INSERT INTO reservations (task_id, attempt, {", ".join(RESERVATION_FIELDS)},
                               status, created_at)
-    SELECT :d_task_id, :d_attempt, {", ".join(f":r_{c}" for c in _RESERVATION_FIELDS)},
+    SELECT :d_task_id, :d_attempt, {", ".join(f":r_{c}" for c in RESERVATION_FIELDS)},
            'held', :d_created_at
     WHERE :reserve
 ), t AS (
-    INSERT INTO tasks ({", ".join(_TASK_FIELDS)})
-    VALUES ({", ".join(f":t_{c}" for c in _TASK_FIELDS)})
+    INSERT INTO tasks ({", ".join(TASK_FIELDS)})
+    VALUES ({", ".join(f":t_{c}" for c in TASK_FIELDS)})
     ON CONFLICT (id) DO UPDATE SET {task_updates}
 )
-INSERT INTO decisions ({", ".join(_DECISION_FIELDS)})
-VALUES ({", ".join(f":d_{c}" for c in _DECISION_FIELDS)})
+INSERT INTO decisions ({", ".join(DECISION_FIELDS)})
+VALUES ({", ".join(f":d_{c}" for c in DECISION_FIELDS)})
 """
     types: dict[str, Any] = {}
     for prefix, tbl, fields in (
-        ("r", _reservations, _RESERVATION_FIELDS),
-        ("t", _tasks, _TASK_FIELDS),
-        ("d", _decisions, _DECISION_FIELDS),
+        ("r", _reservations, RESERVATION_FIELDS),
+        ("t", _tasks, TASK_FIELDS),
+        ("d", _decisions, DECISION_FIELDS),
     ):
         for name in fields:
             types[f"{prefix}_{name}"] = tbl.c[name].type
@@ -151,7 +141,8 @@ VALUES ({", ".join(f":d_{c}" for c in _DECISION_FIELDS)})
     return statement
 
 
-_PG_ADMISSION = _pg_admission()
+# On PostgreSQL the three writes are one statement (data-modifying CTEs).
+PG_ADMISSION = _pg_admission()
 
 
 def listing(

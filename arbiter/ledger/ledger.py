@@ -7,8 +7,9 @@ PostgreSQL); the gate reads the budget, decides and reserves inside it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,12 +19,14 @@ from sqlalchemy import Connection, exc
 
 from arbiter import migrations
 from arbiter.ledger import approvals, control, decisions, research, reservations, usage_totals
+from arbiter.ledger.admission import AdmissionStatements, AdmissionTx
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
 from arbiter.ledger.control import HaltState, PolicyRecord
 from arbiter.ledger.db import (
     create_ledger_engine,
     describe,
+    is_disconnect,
     normalise_url,
     plain_connection,
     serialized_connection,
@@ -76,6 +79,7 @@ class Ledger:
         with translate_errors(self.url):
             self.engine = create_ledger_engine(self.url)
         self._writer_lock = writer_lock(self.engine)
+        self._statements: AdmissionStatements | None = None
 
     @classmethod
     def from_settings(
@@ -119,6 +123,41 @@ class Ledger:
             serialized_connection(self.engine, self._writer_lock) as conn,
         ):
             yield conn
+
+    @contextmanager
+    def admission(self) -> Iterator[AdmissionTx]:
+        """The gate's serialized transaction, on the driver connection (see ``admission``).
+
+        It commits when the block ends and rolls back when it raises; a database that cannot
+        be reached raises ``LedgerUnavailable``.
+        """
+        dbapi = self.engine.dialect.loaded_dbapi
+        with translate_errors(self.url, dbapi), self._hold_writer_lock():
+            proxied = self.engine.raw_connection()
+            tx = AdmissionTx(self._admission_statements(), proxied.driver_connection)
+            try:
+                tx.open()
+                yield tx
+                tx.commit()
+            except BaseException as error:
+                try:
+                    tx.abandon()
+                except Exception:
+                    proxied.invalidate()
+                    raise error from None
+                if is_disconnect(error, dbapi):
+                    proxied.invalidate()
+                raise
+            finally:
+                proxied.close()
+
+    def _hold_writer_lock(self) -> contextlib.AbstractContextManager[None]:
+        return self._writer_lock.hold() if self._writer_lock is not None else nullcontext()
+
+    def _admission_statements(self) -> AdmissionStatements:
+        if self._statements is None:
+            self._statements = AdmissionStatements(self.engine.dialect)
+        return self._statements
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

@@ -12,7 +12,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from arbiter.ledger.models import NANO, ModelCall, Reservation, Task, table
 from arbiter.usage import Usage
@@ -86,14 +98,34 @@ def insert_reservation(
     )
 
 
+CLOSE_HELD = (
+    update(_res)
+    .where(
+        _res.c.task_id == bindparam("b_task_id", type_=String()),
+        _res.c.attempt == bindparam("b_attempt", type_=Integer()),
+        _res.c.status == literal_column("'held'"),
+    )
+    .values(
+        status=bindparam("b_new_status", type_=String()),
+        reason=bindparam("b_reason", type_=Text()),
+        closed_at=bindparam("b_closed_at", type_=DateTime()),
+    )
+)
+
+
 def close_held(
     conn: Connection, task_id: str, attempt: int, status: str, reason: str | None, now: datetime
 ) -> int:
     """Move the attempt's held reservations to ``status``; returns how many."""
     result = conn.execute(
-        update(_res)
-        .where(_res.c.task_id == task_id, _res.c.attempt == attempt, _res.c.status == "held")
-        .values(status=status, reason=reason, closed_at=now)
+        CLOSE_HELD,
+        {
+            "b_task_id": task_id,
+            "b_attempt": attempt,
+            "b_new_status": status,
+            "b_reason": reason,
+            "b_closed_at": now,
+        },
     )
     return int(result.rowcount or 0)
 

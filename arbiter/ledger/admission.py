@@ -1,0 +1,180 @@
+"""The gate's transaction: serialized, on the driver connection, in few round trips.
+
+Every admission reads the budget snapshot, then writes a reservation, the task row and the
+decision record, under the ledger-wide write lock. The statements are SQLAlchemy's, compiled
+once per dialect (``Prepared``), and run on the DBAPI connection itself:
+
+- SQLite: the file lock, ``BEGIN IMMEDIATE``, the read, three inserts and ``COMMIT`` are
+  local calls.
+- PostgreSQL: two round trips. ``BEGIN``, the advisory lock and the read travel in one
+  pipeline; the write (one statement of data-modifying CTEs) and ``COMMIT`` in the next.
+  Statements of a pipeline run in order, each with its own snapshot under READ COMMITTED,
+  so the read starts after the lock is granted and sees every earlier admission.
+
+Rare statements (an attempt admitted again, a granted approval) run on their own in the
+same transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.engine import Dialect
+
+from arbiter.ledger import approvals, decisions, reservations
+from arbiter.ledger.budget import STATEMENT, Snapshot, snapshot_from, snapshot_params
+from arbiter.ledger.db import ADVISORY_LOCK_KEY
+from arbiter.ledger.models import DecisionRecord, Reservation, table
+from arbiter.ledger.prepared import Prepared
+from arbiter.ledger.windows import Windows
+
+RESERVATION_KEYS = (
+    "task_id", "attempt", *decisions.RESERVATION_FIELDS, "status", "created_at",
+)  # fmt: skip
+PG_LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+
+
+class AdmissionStatements:
+    """The admission's statements, compiled for one dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self.postgres = dialect.name == "postgresql"
+        self.snapshot = Prepared(STATEMENT, dialect)
+        self.close_held = Prepared(reservations.CLOSE_HELD, dialect)
+        self.granted = Prepared(approvals.GRANTED, dialect)
+        self.request_approval = Prepared(approvals.REQUEST, dialect)
+        if self.postgres:
+            self.write_all = Prepared(decisions.PG_ADMISSION, dialect)
+        else:
+            self.reserve = Prepared(insert(table(Reservation)), dialect, RESERVATION_KEYS)
+            self.task = Prepared(decisions.UPSERTS[dialect.name], dialect, decisions.TASK_FIELDS)
+            self.decision = Prepared(
+                insert(table(DecisionRecord)), dialect, decisions.DECISION_FIELDS
+            )
+
+
+class AdmissionTx:
+    """One admission's serialized transaction on a DBAPI connection.
+
+    On PostgreSQL the connection is in autocommit mode and the transaction is explicit: it
+    begins with the snapshot read, and the writes queued by ``write`` and
+    ``request_approval`` are sent with ``COMMIT``.
+    """
+
+    def __init__(self, statements: AdmissionStatements, raw: Any) -> None:
+        self._s = statements
+        self._raw = raw
+        self._begun = False
+        self._queued: list[tuple[Prepared, Any]] = []
+
+    # --- lifecycle (the ledger calls these) --------------------------------------------------
+
+    def open(self) -> None:
+        if self._s.postgres:
+            self._raw.autocommit = True
+        else:
+            self._begun = True
+            self._raw.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        if not self._begun:
+            self._end()
+            return
+        if self._s.postgres:
+            raw = self._raw
+            with raw.pipeline():
+                for prepared, params in self._queued:
+                    raw.execute(prepared.sql, params)
+                raw.execute("COMMIT")
+            self._queued.clear()
+        else:
+            self._raw.execute("COMMIT")
+        self._begun = False
+        self._end()
+
+    def abandon(self) -> None:
+        """Roll back after an error (errors of the rollback itself are the caller's error's)."""
+        self._queued.clear()
+        try:
+            if self._begun:
+                self._begun = False
+                self._raw.execute("ROLLBACK")
+        finally:
+            self._end()
+
+    def _end(self) -> None:
+        if self._s.postgres:
+            self._raw.autocommit = False  # the pool's other users expect the default
+
+    # --- statements --------------------------------------------------------------------------
+
+    def snapshot(self, w: Windows, task_id: str, attempt: int) -> Snapshot:
+        """Budget and research facts, leaving out what the attempt itself holds."""
+        prepared = self._s.snapshot
+        params = prepared.params(snapshot_params(w, task_id, attempt))
+        if self._s.postgres and not self._begun:
+            raw = self._raw
+            self._begun = True
+            with raw.pipeline():
+                raw.execute("BEGIN")
+                raw.execute(PG_LOCK)
+                cursor = raw.execute(prepared.sql, params)
+            row = cursor.fetchone()
+        else:
+            row = self._run(prepared, params).fetchone()
+        return snapshot_from(dict(zip(prepared.columns, row, strict=True)))
+
+    def close_held(
+        self, task_id: str, attempt: int, status: str, reason: str | None, now: Any
+    ) -> int:
+        """Move the attempt's held reservations to ``status``; returns how many."""
+        values = {
+            "b_task_id": task_id,
+            "b_attempt": attempt,
+            "b_new_status": status,
+            "b_reason": reason,
+            "b_closed_at": now,
+        }
+        cursor = self._run(self._s.close_held, self._s.close_held.params(values))
+        return int(cursor.rowcount or 0)
+
+    def is_granted(self, task_id: str) -> bool:
+        prepared = self._s.granted
+        return self._run(prepared, prepared.params({"b_task_id": task_id})).fetchone() is not None
+
+    def write(self, rows: decisions.AdmissionRows) -> None:
+        """The reservation (if any), the task row and the decision record."""
+        s = self._s
+        if s.postgres:
+            self._queued.append((s.write_all, s.write_all.params(rows.pg_params())))
+            return
+        if rows.reservation is not None:
+            self._run(s.reserve, s.reserve.params(rows.reservation))
+        self._run(s.task, s.task.params(rows.task))
+        self._run(s.decision, s.decision.params(rows.decision))
+
+    def request_approval(self, task_id: str, reason: str | None, now: Any) -> None:
+        """Park the task: a pending approval, unless one is pending already."""
+        prepared = self._s.request_approval
+        params = prepared.params(
+            {"b_task_id": task_id, "b_reason": reason, "b_requested_at": now}
+        )
+        if self._s.postgres:
+            self._queued.append((prepared, params))
+            return
+        self._run(prepared, params)
+
+    def _run(self, prepared: Prepared, params: Mapping[str, Any] | tuple[Any, ...]) -> Any:
+        raw = self._raw
+        if self._s.postgres:
+            if not self._begun:
+                self._begun = True
+                with raw.pipeline():
+                    raw.execute("BEGIN")
+                    raw.execute(PG_LOCK)
+            for queued, queued_params in self._queued:
+                raw.execute(queued.sql, queued_params)
+            self._queued.clear()
+        return raw.execute(prepared.sql, params)
