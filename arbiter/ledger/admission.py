@@ -158,9 +158,7 @@ class AdmissionTx:
     def request_approval(self, task_id: str, reason: str | None, now: Any) -> None:
         """Park the task: a pending approval, unless one is pending already."""
         prepared = self._s.request_approval
-        params = prepared.params(
-            {"b_task_id": task_id, "b_reason": reason, "b_requested_at": now}
-        )
+        params = prepared.params({"b_task_id": task_id, "b_reason": reason, "b_requested_at": now})
         if self._s.postgres:
             self._queued.append((prepared, params))
             return
