@@ -61,7 +61,6 @@ class Snapshot:
 # can then use the partial index on held reservations, and fewer parameters travel.
 ZERO: Any = literal_column("0")
 ONE: Any = literal_column("1")
-HELD: Any = literal_column("'held'")
 CLOUD: Any = literal_column("'cloud'")
 
 
@@ -119,7 +118,13 @@ def _build() -> Select[Any]:
             func.coalesce(func.sum(res.tokens), ZERO).label("own_tokens"),
             _count(res.tier == CLOUD).label("own_cloud"),
         )
-        .where(res.task_id == task_id, res.attempt == attempt, res.status == HELD)
+        # Status is bound, not written in: the partial index of held rows must not tempt a
+        # generic plan into scanning every held row when (task_id, attempt) finds one.
+        .where(
+            res.task_id == task_id,
+            res.attempt == attempt,
+            res.status == bindparam("held", "held", type_=String()),
+        )
         .subquery("own")
     )
     tasks = table(Task).c
