@@ -24,9 +24,10 @@ Choices worth knowing:
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from arbiter.errors import PriceMissing
@@ -34,12 +35,17 @@ from arbiter.lang.decision import Decision, TraceStep
 from arbiter.lang.policy import Policy
 from arbiter.ledger import Ledger
 from arbiter.ledger.admission import AdmissionTx
-from arbiter.ledger.decisions import admission_rows
+from arbiter.ledger.budget import Snapshot
+from arbiter.ledger.decisions import AdmissionRows, admission_rows
 from arbiter.ledger.models import NANO
 from arbiter.ledger.prices import PriceTable
-from arbiter.ledger.windows import Clock, time_facts, to_db, windows
+from arbiter.ledger.windows import ROLLING_HOUR, Clock, Windows, time_facts, to_db, windows
 
 ADMITTED = frozenset({"proceed", "throttle"})
+# One-round-trip admissions: tries before the locked path, and locked admissions after two
+# refused tries (other writers are busy) before trying again.
+ONE_TRIP_TRIES = 2
+LOCKED_AFTER_MISS = 8
 TASK_STATUS = {
     "proceed": "queued",
     "throttle": "queued",
@@ -121,6 +127,23 @@ class Admission:
         return self.verdict in ADMITTED
 
 
+@dataclass(frozen=True, slots=True)
+class KnownFacts:
+    """Facts read at the end of an admission, and how long time alone leaves them true.
+
+    Only a write can change them before ``until`` (when the rolling hour's oldest call
+    drops out) or the end of the local day ``today``; every write moves the ledger's fact
+    counter, which the one-round-trip admission checks under the lock.
+    """
+
+    snapshot: Snapshot
+    today: date
+    until: datetime  # naive UTC
+
+    def valid_at(self, w: Windows) -> bool:
+        return w.today == self.today and w.now < self.until
+
+
 @dataclass
 class _Priced:
     """What the enrich hook saw: the route it priced, or the price it could not find."""
@@ -151,14 +174,33 @@ class Gate:
         self.host_facts = host_facts or (lambda: {})
         self.clock: Clock = clock or ledger.clock
         self.queues = {"local": "local", "cloud": "cloud", **(queues or {})}
+        # PostgreSQL admissions may go in one round trip (see ``_admit_in_one_trip``).
+        self._one_trip = ledger.dialect == "postgresql"
+        self._known: KnownFacts | None = None
+        self._locked_left = 0
+        # How admissions went: "one_trip", "one_trip_refused" (a fact had moved), "locked".
+        self.paths: Counter[str] = Counter()
 
     def admit(self, request: TaskRequest) -> Admission:
         """Decide, reserve when admitted, park when approval is needed, and record it all."""
         policy = self.policy_provider()
         # Host probes may touch the network: gather them before taking the ledger's lock.
         host = self.host_facts()
+        if self._one_trip and not request.approved and self._locked_left <= 0:
+            admission = self._admit_in_one_trip(policy, host, request)
+            if admission is not None:
+                return admission
         with self.ledger.admission() as tx:
-            return self._admit(tx, policy, host, request)
+            now = self.clock()
+            w = windows(now, self.ledger.zone)
+            admission = self._admit(tx, policy, host, request, now, w)
+            self.paths["locked"] += 1
+            self._locked_left -= 1
+            if self._one_trip and self._locked_left <= 0:
+                tx.read_after = w  # the next admission may then go in one round trip
+        if tx.fresh is not None:
+            self._remember(tx.fresh, w)
+        return admission
 
     def _admit(
         self,
@@ -166,27 +208,84 @@ class Gate:
         policy: Policy,
         host: Mapping[str, Mapping[str, Any]],
         request: TaskRequest,
+        now: datetime,
+        w: Windows,
     ) -> Admission:
-        now = self.clock()
-        stamp = to_db(now)
-        snap = tx.snapshot(windows(now, self.ledger.zone), request.task_id, request.attempt)
+        """The locked path: read the facts under the lock, decide, write."""
+        snap = tx.snapshot(w, request.task_id, request.attempt)
         if snap.own_held:
             # The same attempt passing the gate again replaces its earlier admission (the
             # snapshot already leaves that hold out).
-            tx.close_held(request.task_id, request.attempt, "released", "admitted again", stamp)
+            tx.close_held(
+                request.task_id, request.attempt, "released", "admitted again", to_db(now)
+            )
+        waive: frozenset[str] = frozenset()
+        if request.approved and tx.is_granted(request.task_id):
+            waive = frozenset({"approval"})
+        admission, rows = self._build(policy, host, request, snap, now, waive)
+        tx.write(rows)
+        if admission.parked:
+            tx.request_approval(request.task_id, admission.decision.reason, to_db(now))
+        return admission
+
+    def _admit_in_one_trip(
+        self, policy: Policy, host: Mapping[str, Mapping[str, Any]], request: TaskRequest
+    ) -> Admission | None:
+        """PostgreSQL: decide from the facts the last admission read, write in one trip.
+
+        The write happens only if no fact has changed since (the ledger's fact counter,
+        which triggers move on every change, is where it was) and the attempt holds
+        nothing; the same round trip reads the facts again. A refused write is retried
+        once with those facts, then the locked path takes over for a while (other
+        processes are admitting too). None means: take the locked path.
+        """
+        for _ in range(ONE_TRIP_TRIES):
+            now = self.clock()
+            w = windows(now, self.ledger.zone)
+            known = self._known
+            if known is None or not known.valid_at(w):
+                return None
+            admission, rows = self._build(policy, host, request, known.snapshot, now)
+            if admission.parked:
+                return None  # parking writes an approval too: the locked path does that
+            with self.ledger.admission() as tx:
+                written = tx.checked_write(rows, known.snapshot.version, w)
+            if tx.fresh is not None:
+                self._remember(tx.fresh, w)
+            if written:
+                self.paths["one_trip"] += 1
+                return admission
+            self.paths["one_trip_refused"] += 1
+        self._locked_left = LOCKED_AFTER_MISS
+        return None
+
+    def _remember(self, snapshot: Snapshot, w: Windows) -> None:
+        until = datetime.max
+        if snapshot.hour_oldest is not None:
+            until = snapshot.hour_oldest + ROLLING_HOUR
+        self._known = KnownFacts(snapshot, w.today, until)
+
+    def _build(
+        self,
+        policy: Policy,
+        host: Mapping[str, Mapping[str, Any]],
+        request: TaskRequest,
+        snap: Snapshot,
+        now: datetime,
+        waive: frozenset[str] = frozenset(),
+    ) -> tuple[Admission, AdmissionRows]:
+        """The decision on ``snap`` and the rows that record it."""
+        stamp = to_db(now)
         version = str(policy.version)
         facts: dict[str, Any] = {
             "task": request.facts(),
-            "budget": snap.budget,
-            "research": snap.research,
+            "budget": dict(snap.budget),
+            "research": dict(snap.research),
             "local": dict(host.get("local") or {}),
             "cloud": dict(host.get("cloud") or {}),
             "time": time_facts(now, self.ledger.zone),
             "system": {"halted": snap.halted, "policy_version": version},
         }
-        waive: frozenset[str] = frozenset()
-        if request.approved and tx.is_granted(request.task_id):
-            waive = frozenset({"approval"})
         decision, amount_nusd = self._decide(policy, facts, waive, request)
         if snap.halted and decision.verdict != "halt":
             decision = gate_decision(
@@ -218,14 +317,10 @@ class Gate:
                 ),
             }
         task_row, decision_row = self._rows(request, decision, version, facts, amount_nusd, queue)
-        tx.write(
-            admission_rows(
-                request.task_id, request.attempt, stamp, reservation, task_row, decision_row
-            )
+        rows = admission_rows(
+            request.task_id, request.attempt, stamp, reservation, task_row, decision_row
         )
-        if verdict == "approval":
-            tx.request_approval(request.task_id, decision.reason, stamp)
-        return Admission(
+        admission = Admission(
             task_id=request.task_id,
             attempt=request.attempt,
             decision=decision,
@@ -238,6 +333,7 @@ class Gate:
             parked=verdict == "approval",
             policy_version=version,
         )
+        return admission, rows
 
     def _decide(
         self,

@@ -24,7 +24,13 @@ from sqlalchemy import insert
 from sqlalchemy.engine import Dialect
 
 from arbiter.ledger import approvals, decisions, reservations
-from arbiter.ledger.budget import STATEMENT, Snapshot, snapshot_from, snapshot_params
+from arbiter.ledger.budget import (
+    STATEMENT,
+    VERSIONED_STATEMENT,
+    Snapshot,
+    snapshot_from,
+    snapshot_params,
+)
 from arbiter.ledger.db import ADVISORY_LOCK_KEY
 from arbiter.ledger.models import DecisionRecord, Reservation, table
 from arbiter.ledger.prepared import Prepared
@@ -41,7 +47,7 @@ class AdmissionStatements:
 
     def __init__(self, dialect: Dialect) -> None:
         self.postgres = dialect.name == "postgresql"
-        self.snapshot = Prepared(STATEMENT, dialect)
+        self.snapshot = Prepared(VERSIONED_STATEMENT if self.postgres else STATEMENT, dialect)
         self.close_held = Prepared(reservations.CLOSE_HELD, dialect)
         self.granted = Prepared(approvals.GRANTED, dialect)
         self.request_approval = Prepared(approvals.REQUEST, dialect)
@@ -68,6 +74,10 @@ class AdmissionTx:
         self._raw = raw
         self._begun = False
         self._queued: list[tuple[Prepared, Any]] = []
+        # PostgreSQL: read the facts again after the writes, before COMMIT, for the gate's
+        # next admission (``fresh``); set by the gate, read in the same round trip.
+        self.read_after: Windows | None = None
+        self.fresh: Snapshot | None = None
 
     # --- lifecycle (the ledger calls these) --------------------------------------------------
 
@@ -84,11 +94,16 @@ class AdmissionTx:
             return
         if self._s.postgres:
             raw = self._raw
+            read = None
             with raw.pipeline():
                 for prepared, params in self._queued:
                     raw.execute(prepared.sql, params)
+                if self.read_after is not None:
+                    read = raw.execute(self._s.snapshot.sql, self._generic(self.read_after))
                 raw.execute("COMMIT")
             self._queued.clear()
+            if read is not None:
+                self.fresh = self._snapshot_of(read.fetchone())
         else:
             self._raw.execute("COMMIT")
         self._begun = False
@@ -124,7 +139,37 @@ class AdmissionTx:
             row = cursor.fetchone()
         else:
             row = self._run(prepared, params).fetchone()
-        return snapshot_from(dict(zip(prepared.columns, row, strict=True)))
+        return self._snapshot_of(row)
+
+    def checked_write(
+        self, rows: decisions.AdmissionRows, expected_version: int, w: Windows
+    ) -> bool:
+        """PostgreSQL, one round trip: lock, write only if the fact counter is still
+        ``expected_version`` (and the attempt holds nothing), read the facts, commit.
+
+        Returns whether the rows were written; ``fresh`` holds the facts read after.
+        """
+        s = self._s
+        raw = self._raw
+        params = s.write_all.params(rows.pg_params(expected_version))
+        self._begun = True
+        with raw.pipeline():
+            raw.execute("BEGIN")
+            raw.execute(PG_LOCK)
+            written = raw.execute(s.write_all.sql, params)
+            read = raw.execute(s.snapshot.sql, self._generic(w))
+            raw.execute("COMMIT")
+        self._begun = False
+        self.fresh = self._snapshot_of(read.fetchone())
+        row = written.fetchone()
+        return bool(row and row[0])
+
+    def _generic(self, w: Windows) -> Any:
+        """Snapshot parameters that leave nothing out (no attempt holds anything)."""
+        return self._s.snapshot.params(snapshot_params(w))
+
+    def _snapshot_of(self, row: Any) -> Snapshot:
+        return snapshot_from(dict(zip(self._s.snapshot.columns, row, strict=True)))
 
     def close_held(
         self, task_id: str, attempt: int, status: str, reason: str | None, now: Any

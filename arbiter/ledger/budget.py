@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +31,7 @@ from sqlalchemy.sql import Select
 from arbiter.ledger.models import (
     NANO,
     HeldTotals,
+    LedgerVersion,
     ModelCall,
     ResearchTopic,
     Reservation,
@@ -55,6 +56,8 @@ class Snapshot:
     halted: bool
     halt_reason: str | None
     own_held: int  # reservations already held by the attempt being decided
+    version: int = 0  # the ledger's fact counter when this was read (PostgreSQL)
+    hour_oldest: datetime | None = None  # the oldest call in the rolling hour (naive UTC)
 
 
 # Constants are written into the SQL rather than bound: a prepared statement's generic plan
@@ -72,7 +75,8 @@ def _count(condition: Any) -> Any:
     return func.coalesce(func.sum(case((condition, ONE), else_=ZERO)), ZERO)
 
 
-def _build() -> Select[Any]:
+def _build(*, versioned: bool) -> Select[Any]:
+    """The snapshot statement; ``versioned`` adds what the one-trip admission needs."""
     hour = bindparam("hour_start", type_=DateTime())
     day = bindparam("day_start", type_=DateTime())
     today = bindparam("today", type_=Date())
@@ -136,10 +140,19 @@ def _build() -> Select[Any]:
     topics = table(ResearchTopic).c
     followups = select(func.count()).where(topics.parent_id.is_not(None), topics.created_at >= day)
     backlog = select(func.count()).where(topics.status == literal_column("'pending'"))
+    # When the rolling hour will next change without a write: its oldest call drops out.
+    oldest = select(func.min(calls.recorded_at)).where(calls.recorded_at >= hour)
+    counter = table(LedgerVersion).c
+    version = select(counter.version).where(counter.id == literal_column("1"))
     state = table(SystemState).c
     row: Any = literal_column(str(STATE_ROW))
     halted = select(state.halted).where(state.id == row)
     reason = select(state.reason).where(state.id == row)
+    extra = (
+        [oldest.scalar_subquery().label("hour_oldest"), version.scalar_subquery().label("version")]
+        if versioned
+        else []
+    )
     return select(
         settled,
         held_all,
@@ -151,10 +164,13 @@ def _build() -> Select[Any]:
         backlog.scalar_subquery().label("backlog"),
         halted.scalar_subquery().label("halted"),
         reason.scalar_subquery().label("halt_reason"),
+        *extra,
     ).select_from(settled.join(held_all, true()).join(own, true()))
 
 
-STATEMENT = _build()
+STATEMENT = _build(versioned=False)
+# PostgreSQL's admissions also read the fact counter and when the rolling hour next moves.
+VERSIONED_STATEMENT = _build(versioned=True)
 
 
 def snapshot_params(w: Windows, task_id: str = "", attempt: int = -1) -> dict[str, Any]:
@@ -189,8 +205,21 @@ def snapshot_from(row: Mapping[Any, Any]) -> Snapshot:
         "backlog": int(row["backlog"]),
     }
     return Snapshot(
-        budget, research, bool(row["halted"]), row["halt_reason"], int(row["own_count"])
+        budget,
+        research,
+        bool(row["halted"]),
+        row["halt_reason"],
+        int(row["own_count"]),
+        int(row.get("version") or 0),
+        _instant(row.get("hour_oldest")),
     )
+
+
+def _instant(value: Any) -> datetime | None:
+    """A stored timestamp as naive UTC (SQLite hands raw aggregates back as text)."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value))
 
 
 def read_snapshot(conn: Connection, w: Windows, task_id: str = "", attempt: int = -1) -> Snapshot:

@@ -282,6 +282,19 @@ class HeldTotals(Base):
     cloud: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
+class LedgerVersion(Base):
+    """One row: a counter that moves whenever a fact the gate reads changes (PostgreSQL).
+
+    Triggers bump it (migration 0006); the gate's one-round-trip admission writes only if
+    it has not moved since the facts it decided from were read.
+    """
+
+    __tablename__ = "ledger_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 def table(model: type[Base]) -> Table:
     """The Core table of a model, typed as such for statements."""
     return cast(Table, model.__table__)

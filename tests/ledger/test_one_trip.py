@@ -1,0 +1,160 @@
+"""PostgreSQL's one-round-trip admission: it decides from facts read at the end of the
+previous admission, and writes only if nothing those facts come from has changed since.
+
+Every test here makes something change the facts behind the gate's back (another
+process's ledger, the clock) and checks that the next decision saw it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from arbiter.gate import Gate
+from arbiter.ledger import Ledger, PriceTable
+from arbiter.usage import Usage
+from tests.ledger.helpers import ManualClock
+from tests.ledger.policies import cap_policy
+from tests.ledger.test_gate import CAP, NANO_ESTIMATE, host, request
+from tests.ledger.test_prices import SEED
+
+ZONE = "Europe/Paris"
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(datetime(2026, 3, 10, 13, 30, tzinfo=UTC))  # 14:30 in Paris
+
+
+@pytest.fixture
+def ledgers(postgres_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
+    """The gate's ledger and another process's, on the same database."""
+    mine = Ledger(postgres_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    mine.upgrade()
+    other = Ledger(postgres_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    yield mine, other
+    mine.close()
+    other.close()
+
+
+def make_gate(ledger: Ledger, cap: float = CAP) -> Gate:
+    policy = cap_policy(cap)
+    return Gate(ledger, lambda: policy, PriceTable.load(SEED), host, queues={"cloud": "cloud"})
+
+
+def facts_of(ledger: Ledger, task_id: str) -> dict[str, Any]:
+    (record,) = ledger.decisions(task_id)
+    return record.facts
+
+
+def test_admissions_after_the_first_take_one_round_trip(
+    ledgers: tuple[Ledger, Ledger],
+) -> None:
+    mine, _ = ledgers
+    gate = make_gate(mine)
+    for n in range(4):
+        assert gate.admit(request(f"t{n}")).verdict == "proceed"
+    assert gate.paths == {"locked": 1, "one_trip": 3}
+    # Each decision saw the holds of the ones before it.
+    spent = [facts_of(mine, f"t{n}")["budget"]["daily_spend_usd"] for n in range(4)]
+    assert spent == pytest.approx([0, NANO_ESTIMATE, 2 * NANO_ESTIMATE, 3 * NANO_ESTIMATE])
+    assert mine.budget_facts()["daily_spend_usd"] == pytest.approx(4 * NANO_ESTIMATE)
+
+
+def test_a_halt_elsewhere_reaches_the_next_decision(ledgers: tuple[Ledger, Ledger]) -> None:
+    mine, other = ledgers
+    gate = make_gate(mine)
+    gate.admit(request("before"))
+    other.set_halted(True, "incident")
+    admission = gate.admit(request("after"))
+    assert admission.verdict == "halt" and "incident" in admission.decision.reason
+    assert gate.paths["one_trip_refused"] == 1 and gate.paths["one_trip"] == 1
+    assert not mine.reservation_held("after", 1)
+
+
+def test_spend_settled_elsewhere_reaches_the_cap(ledgers: tuple[Ledger, Ledger]) -> None:
+    mine, other = ledgers
+    gate = make_gate(mine)
+    assert gate.admit(request("first")).verdict == "proceed"
+    # A worker elsewhere bills a call that leaves no room for another estimate.
+    other.settle(
+        "first", 1, Usage(0, 0), "openai", "gpt-5.4-nano", cost_usd=CAP - NANO_ESTIMATE / 2
+    )
+    admission = gate.admit(request("second"))
+    assert admission.verdict == "deny"
+    assert facts_of(mine, "second")["budget"]["daily_spend_usd"] == pytest.approx(
+        CAP - NANO_ESTIMATE / 2
+    )
+
+
+def test_another_gate_admitting_moves_the_facts(ledgers: tuple[Ledger, Ledger]) -> None:
+    mine, other = ledgers
+    gate, rival = make_gate(mine), make_gate(other)
+    gate.admit(request("a1"))
+    rival.admit(request("b1"))
+    gate.admit(request("a2"))
+    assert facts_of(mine, "a2")["budget"]["daily_spend_usd"] == pytest.approx(2 * NANO_ESTIMATE)
+
+
+def test_research_topics_and_tasks_move_the_research_facts(
+    ledgers: tuple[Ledger, Ledger],
+) -> None:
+    mine, other = ledgers
+    gate = make_gate(mine, cap=1.0)
+    gate.admit(request("warm"))
+    other.add_topic("pricing of rivals")
+    gate.admit(request("after-topic"))
+    assert facts_of(mine, "after-topic")["research"]["backlog"] == 1
+    make_gate(other, cap=1.0).admit(request("r1", kind="research"))
+    gate.admit(request("after-research"))
+    assert facts_of(mine, "after-research")["research"]["cycles_today"] == 1
+
+
+def test_the_rolling_hour_forgets_a_call_without_any_write(
+    ledgers: tuple[Ledger, Ledger], clock: ManualClock
+) -> None:
+    mine, other = ledgers
+    gate = make_gate(mine, cap=1.0)
+    gate.admit(request("billed"))
+    other.settle("billed", 1, Usage(5000, 1000), "openai", "gpt-5.4-nano")
+    clock.advance(minutes=30)
+    gate.admit(request("within"))
+    assert facts_of(mine, "within")["budget"]["hourly_tokens"] == 6000  # the settled call
+    clock.advance(minutes=31)  # the call is now 61 minutes old; nothing was written since
+    gate.admit(request("outside"))
+    # Only "within" is left: still held (2000 in + 1000 out); the call has dropped out.
+    assert facts_of(mine, "outside")["budget"]["hourly_tokens"] == 2000 + 1000
+
+
+def test_local_midnight_starts_a_new_day(
+    ledgers: tuple[Ledger, Ledger], clock: ManualClock
+) -> None:
+    mine, other = ledgers
+    clock.set(datetime(2026, 3, 10, 22, 58, tzinfo=UTC))  # 23:58 in Paris
+    gate = make_gate(mine, cap=1.0)
+    gate.admit(request("late"))
+    other.settle("late", 1, Usage(2000, 300), "openai", "gpt-5.4-nano")
+    gate.admit(request("later"))  # reads the settled call into the facts it keeps
+    clock.advance(minutes=3)  # 00:01 in Paris: yesterday's settled spend no longer counts
+    gate.admit(request("tomorrow"))
+    budget = facts_of(mine, "tomorrow")["budget"]
+    assert budget["daily_spend_usd"] == pytest.approx(NANO_ESTIMATE)  # only "later", held
+    assert budget["monthly_spend_usd"] > budget["daily_spend_usd"]
+
+
+def test_the_same_attempt_again_takes_the_locked_path(ledgers: tuple[Ledger, Ledger]) -> None:
+    mine, _ = ledgers
+    gate = make_gate(mine)
+    gate.admit(request("again"))
+    gate.admit(request("again"))
+    with mine.engine.connect() as conn:
+        held = conn.execute(
+            text("SELECT count(*) FROM reservations WHERE task_id = 'again' AND status = 'held'")
+        ).scalar()
+    assert held == 1
+    assert gate.paths["one_trip_refused"] == 2 and gate.paths["locked"] == 2
+    assert mine.budget_facts()["daily_spend_usd"] == pytest.approx(NANO_ESTIMATE)
