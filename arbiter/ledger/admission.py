@@ -152,14 +152,13 @@ class AdmissionTx:
         s = self._s
         raw = self._raw
         params = s.write_all.params(rows.pg_params(expected_version))
-        self._begun = True
+        # No BEGIN or COMMIT: in autocommit mode the statements of one pipeline segment
+        # (up to its Sync) are one implicit transaction, committed at the Sync, and the
+        # advisory lock lasts until then.
         with raw.pipeline():
-            raw.execute("BEGIN")
             raw.execute(PG_LOCK)
             written = raw.execute(s.write_all.sql, params)
             read = raw.execute(s.snapshot.sql, self._generic(w))
-            raw.execute("COMMIT")
-        self._begun = False
         self.fresh = self._snapshot_of(read.fetchone())
         row = written.fetchone()
         return bool(row and row[0])
