@@ -77,7 +77,8 @@ def run(app: Any, n: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             submit("classify", prompt, app=app)
             governed.append(time.perf_counter() - t0)
-    return {"raw": summary(raw), "governed": summary(governed)}
+    paths = dict(app.sovereign_runtime.get().gate.paths)
+    return {"raw": summary(raw), "governed": {**summary(governed), "paths": paths}}
 
 
 def raw_send(app: Any, job: Any, router: Any) -> None:
@@ -159,6 +160,9 @@ def main() -> None:
             print(
                 f"{name:<11} {path:<9} {s['per_s']:>8.0f} {s['median_ms']:>8.3f} {s['p99_ms']:>8.3f}{tail}"
             )
+    for name in ("sqlite", "postgresql"):
+        if name in results:
+            print(f"{name}: gate paths {results[name]['governed']['paths']}")
     out = ROOT / "bench" / "results" / "dispatch_bench.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2))

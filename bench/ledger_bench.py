@@ -131,7 +131,7 @@ def bare(ledger: Ledger, count: int) -> dict[str, float]:
     return summary(latencies, time.perf_counter() - began)
 
 
-def single(ledger: Ledger, count: int) -> dict[str, float]:
+def single(ledger: Ledger, count: int) -> dict[str, Any]:
     """Admissions from one process, each settled SETTLE_LAG admissions later (untimed)."""
     gate = gate_for(ledger, cap=1e9)
     rng = random.Random(7)
@@ -149,7 +149,9 @@ def single(ledger: Ledger, count: int) -> dict[str, float]:
             done = pending.pop(0)
             ledger.settle(done, 1, Usage(2000, 300), *MODEL)
     # Throughput of the admissions themselves: settling is the workers' time, not the gate's.
-    return summary(latencies, sum(latencies))
+    # Each settle moves the facts, so on PostgreSQL the next one-trip try is refused and
+    # retried with the facts that try read (see arbiter/gate.py); ``paths`` counts them.
+    return {**summary(latencies, sum(latencies)), "paths": dict(gate.paths)}
 
 
 def race(url: str, cap: float, worker: int, count: int, start: Any) -> dict[str, Any]:
@@ -280,6 +282,9 @@ def table(results: dict[str, dict[str, Any]]) -> str:
     lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(
         zip(row, widths, strict=True))) for row in rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
+    for database, runs in results.items():
+        if runs["admit_x1"].get("paths"):
+            lines.append(f"{database}: admit x1 paths {runs['admit_x1']['paths']}")
     for database, runs in results.items():
         cap = runs["cap"]
         lines.append(
