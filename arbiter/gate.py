@@ -42,9 +42,11 @@ from arbiter.ledger.prices import PriceTable
 from arbiter.ledger.windows import ROLLING_HOUR, Clock, Windows, time_facts, to_db, windows
 
 ADMITTED = frozenset({"proceed", "throttle"})
-# One-round-trip admissions: tries before the locked path, and locked admissions after two
-# refused tries (other writers are busy) before trying again.
+# One-round-trip admissions: tries before the locked path; admissions in a row whose first
+# try was refused before the gate concludes that other writers are busy; and how many
+# locked admissions it then makes before trying again.
 ONE_TRIP_TRIES = 2
+REFUSED_IN_A_ROW = 2
 LOCKED_AFTER_MISS = 8
 TASK_STATUS = {
     "proceed": "queued",
@@ -178,6 +180,7 @@ class Gate:
         self._one_trip = ledger.dialect == "postgresql"
         self._known: KnownFacts | None = None
         self._locked_left = 0
+        self._refused_in_a_row = 0
         # How admissions went: "one_trip", "one_trip_refused" (a fact had moved), "locked".
         self.paths: Counter[str] = Counter()
 
@@ -237,9 +240,12 @@ class Gate:
         which triggers move on every change, is where it was) and the attempt holds
         nothing; the same round trip reads the facts again. A refused write is retried
         once with those facts, then the locked path takes over for a while (other
-        processes are admitting too). None means: take the locked path.
+        processes are admitting too). When the first try keeps being refused (a worker
+        settles between every two admissions, several gates race), the locked path takes
+        over for ``LOCKED_AFTER_MISS`` admissions: its two round trips then cost less than
+        a refused try and a retry. None means: take the locked path.
         """
-        for _ in range(ONE_TRIP_TRIES):
+        for tries in range(ONE_TRIP_TRIES):
             now = self.clock()
             w = windows(now, self.ledger.zone)
             known = self._known
@@ -254,8 +260,16 @@ class Gate:
                 self._remember(tx.fresh, w)
             if written:
                 self.paths["one_trip"] += 1
+                if tries == 0:
+                    self._refused_in_a_row = 0
+                elif self._refused_in_a_row >= REFUSED_IN_A_ROW:
+                    self._refused_in_a_row = 0
+                    self._locked_left = LOCKED_AFTER_MISS
                 return admission
             self.paths["one_trip_refused"] += 1
+            if tries == 0:
+                self._refused_in_a_row += 1
+        self._refused_in_a_row = 0
         self._locked_left = LOCKED_AFTER_MISS
         return None
 
