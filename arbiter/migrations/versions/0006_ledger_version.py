@@ -54,6 +54,11 @@ def upgrade() -> None:
     op.execute(
         f"""CREATE FUNCTION {BUMP}() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
+            -- One lock order for the two hot rows, whatever a writer touched first: the
+            -- held totals, then the counter. (An admission moves the totals before the
+            -- counter; a settle records its call, which moves the counter, before it
+            -- closes the hold, which moves the totals. Without this they deadlock.)
+            PERFORM 1 FROM held_totals WHERE id = 1 FOR UPDATE;
             UPDATE ledger_version SET version = version + 1 WHERE id = 1;
             RETURN NULL;
         END $$"""
