@@ -198,9 +198,10 @@ class Gate:
             w = windows(now, self.ledger.zone)
             admission = self._admit(tx, policy, host, request, now, w)
             self.paths["locked"] += 1
-            self._locked_left -= 1
-            if self._one_trip and self._locked_left <= 0:
-                tx.read_after = w  # the next admission may then go in one round trip
+            if self._one_trip:
+                self._locked_left -= 1
+                if self._locked_left <= 0:
+                    tx.read_after = w  # the next admission may then go in one round trip
         if tx.fresh is not None:
             self._remember(tx.fresh, w)
         return admission
@@ -239,11 +240,10 @@ class Gate:
         The write happens only if no fact has changed since (the ledger's fact counter,
         which triggers move on every change, is where it was) and the attempt holds
         nothing; the same round trip reads the facts again. A refused write is retried
-        once with those facts, then the locked path takes over for a while (other
-        processes are admitting too). When the first try keeps being refused (a worker
-        settles between every two admissions, several gates race), the locked path takes
-        over for ``LOCKED_AFTER_MISS`` admissions: its two round trips then cost less than
-        a refused try and a retry. None means: take the locked path.
+        once with those facts. When that fails too, or first tries keep being refused (a
+        worker settles between every two admissions, other gates race), the locked path
+        takes over for ``LOCKED_AFTER_MISS`` admissions: its two round trips then cost
+        less than a refused try and a retry. None means: take the locked path.
         """
         for tries in range(ONE_TRIP_TRIES):
             now = self.clock()
@@ -262,13 +262,12 @@ class Gate:
                 self.paths["one_trip"] += 1
                 if tries == 0:
                     self._refused_in_a_row = 0
-                elif self._refused_in_a_row >= REFUSED_IN_A_ROW:
-                    self._refused_in_a_row = 0
-                    self._locked_left = LOCKED_AFTER_MISS
                 return admission
             self.paths["one_trip_refused"] += 1
             if tries == 0:
                 self._refused_in_a_row += 1
+                if self._refused_in_a_row >= REFUSED_IN_A_ROW:
+                    break
         self._refused_in_a_row = 0
         self._locked_left = LOCKED_AFTER_MISS
         return None

@@ -130,13 +130,7 @@ class AdmissionTx:
         prepared = self._s.snapshot
         params = prepared.params(snapshot_params(w, task_id, attempt))
         if self._s.postgres and not self._begun:
-            raw = self._raw
-            self._begun = True
-            with raw.pipeline():
-                raw.execute("BEGIN")
-                raw.execute(PG_LOCK)
-                cursor = raw.execute(prepared.sql, params)
-            row = cursor.fetchone()
+            row = self._begin(prepared, params).fetchone()
         else:
             row = self._run(prepared, params).fetchone()
         return self._snapshot_of(row)
@@ -208,14 +202,24 @@ class AdmissionTx:
             return
         self._run(prepared, params)
 
+    def _begin(self, first: Prepared | None = None, params: Any = None) -> Any:
+        """PostgreSQL: BEGIN and the advisory lock, with ``first`` in the same round trip;
+        returns its cursor."""
+        raw = self._raw
+        self._begun = True
+        cursor = None
+        with raw.pipeline():
+            raw.execute("BEGIN")
+            raw.execute(PG_LOCK)
+            if first is not None:
+                cursor = raw.execute(first.sql, params)
+        return cursor
+
     def _run(self, prepared: Prepared, params: Mapping[str, Any] | tuple[Any, ...]) -> Any:
         raw = self._raw
         if self._s.postgres:
             if not self._begun:
-                self._begun = True
-                with raw.pipeline():
-                    raw.execute("BEGIN")
-                    raw.execute(PG_LOCK)
+                self._begin()
             for queued, queued_params in self._queued:
                 raw.execute(queued.sql, queued_params)
             self._queued.clear()

@@ -60,8 +60,9 @@ class Snapshot:
     hour_oldest: datetime | None = None  # the oldest call in the rolling hour (naive UTC)
 
 
-# Constants are written into the SQL rather than bound: a prepared statement's generic plan
-# can then use the partial index on held reservations, and fewer parameters travel.
+# Constants are written into the SQL rather than bound: fewer parameters travel, and a
+# prepared statement's generic plan sees them (the one exception, the attempt's own held
+# status, is bound on purpose: see ``own`` below).
 ZERO: Any = literal_column("0")
 ONE: Any = literal_column("1")
 CLOUD: Any = literal_column("'cloud'")
