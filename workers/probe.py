@@ -3,7 +3,8 @@
 
 The local probe asks the configured local backend (Ollama's ``GET /api/tags`` by
 default) and caches the answer for a few seconds, so a burst of submissions costs one
-probe. Cloud facts need no network: a provider counts when its key is configured.
+probe, and builds each backend (and its HTTP client) once, not once per probe. Cloud
+facts need no network: a provider counts when its key is configured.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 from arbiter.errors import ConfigError
 from arbiter.settings import Settings
 from workers.protocol import Backend, ProbeResult
-from workers.registry import CLOUD_PROVIDERS, build_backend
+from workers.registry import CLOUD_PROVIDERS, Backends, Route
 
 DEFAULT_TTL_S = 5.0
 
@@ -61,6 +62,7 @@ class LocalProbe:
         self.ttl_s = ttl_s
         self._clock = clock
         self._backend = backend
+        self._backends = Backends(settings)
         self._cached: LocalFacts | None = None
         self._lock = threading.Lock()
 
@@ -86,19 +88,19 @@ class LocalProbe:
         choice = self.settings.local_backend
         try:
             if choice != "auto":
-                return _facts(self._build(choice), now)
+                return _facts(self._local(choice), now)
             # ``auto``: Ollama when it answers, else embedded llama.cpp when installed;
             # when neither, Ollama's answer says how to start it.
-            ollama = _facts(self._build("ollama"), now)
+            ollama = _facts(self._local("ollama"), now)
             if ollama.available:
                 return ollama
-            embedded = _facts(self._build("embedded"), now)
+            embedded = _facts(self._local("embedded"), now)
             return embedded if embedded.available else ollama
         except ConfigError as exc:
             return LocalFacts(False, (), choice, str(exc), now)
 
-    def _build(self, provider: str) -> Backend:
-        return build_backend({"tier": "local", "provider": provider}, self.settings)
+    def _local(self, provider: str) -> Backend:
+        return self._backends.get(Route("local", provider))
 
 
 def _facts(backend: Backend, now: float) -> LocalFacts:

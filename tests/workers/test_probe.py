@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from arbiter.settings import Settings
 from tests.workers.wire_fakes import Reply, WireServer, closed_port, ollama_tags
+from workers import registry
 from workers.fake import FakeBackend
 from workers.probe import LocalProbe, cloud_facts, cloud_providers
 
@@ -45,6 +48,30 @@ def test_ollama_probe_fills_local_facts_and_is_cached(
     probe.invalidate()
     probe.facts()
     assert len(wire.requests("/api/tags")) == 3
+
+
+def test_probes_reuse_one_backend(
+    make_settings: MakeSettings, wire: WireServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[object] = []
+    real_build = registry.build_backend
+
+    def counting_build(*args: object, **kwargs: object) -> object:
+        backend = real_build(*args, **kwargs)  # type: ignore[arg-type]
+        built.append(backend)
+        return backend
+
+    monkeypatch.setattr(registry, "build_backend", counting_build)
+    wire.on("GET", "/api/tags", Reply(200, ollama_tags("llama3.2:latest")))
+    clock = Clock()
+    probe = LocalProbe(
+        make_settings(local_backend="ollama", ollama_host=wire.url), ttl_s=5.0, clock=clock
+    )
+    for _ in range(3):
+        assert probe.facts().available is True
+        clock.now += 6.0
+    assert len(wire.requests("/api/tags")) == 3
+    assert len(built) == 1
 
 
 def test_unreachable_ollama_marks_local_unavailable(make_settings: MakeSettings) -> None:
