@@ -74,7 +74,6 @@ class CheckedPolicy:
     segments: dict[str, Segment] = field(default_factory=dict)
     rules: list[RuleEntry] = field(default_factory=list)  # in evaluation order
     routing: Strategy | None = None
-    routing_file: SourceFile | None = None
 
 
 def suggest(name: str, candidates: Iterable[str]) -> str:
@@ -502,7 +501,7 @@ class Checker:
             )  # fmt: skip
         else:
             routing = (self._file, s)
-            self.result.routing, self.result.routing_file = s, self._file
+            self.result.routing = s
         for cand in s.candidates:
             self._cond(cand.cond)
             self._candidate(cand.action)
