@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from arbiter import load_policy, load_policy_from_sources  # noqa: E402
-
-RESULTS = ROOT / "bench" / "results" / "arb_bench.json"
+from bench.common import write_results  # noqa: E402
 
 ONE_RULE = 'rule R { when { task.estimated_tokens >= 35 and task.kind != "XX" } then Deny { } }'
 
@@ -200,16 +199,14 @@ def main() -> None:
                 f"{r['case']:<52} {r['median_us']:>9.2f} us {r['min_us']:>9.2f} us {r['target_us']:>7.1f} us  {'yes' if ok else 'NO'}"
             )
         r["ok"] = ok
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
+    write_results("arb_bench", {
         "python": platform.python_version(),
         "machine": platform.machine(),
         "cpu_count": os.cpu_count(),
         "load_average_before": load,
         "load_average_after": os.getloadavg(),
         "rows": rows,
-    }, indent=2) + "\n")  # fmt: skip
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    })  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -12,20 +12,20 @@ PostgreSQL. Prints a table and writes bench/results/dispatch_bench.json.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.common import scratch_postgres, write_results  # noqa: E402
+
 REDIS = "redis://127.0.0.1:6379/13"
-PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def make_app(database_url: str, home: Path) -> Any:
@@ -119,20 +119,13 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
-    import sqlalchemy as sa
-
     results: dict[str, Any] = {"tasks": args.tasks}
     flush()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
         home = Path(tmp)
         targets = {"sqlite": f"sqlite:///{home / 'bench.db'}"}
-        pg_name = f"sovereign_bench_{uuid.uuid4().hex[:8]}"
-        admin = None
         if not args.skip_postgres:
-            admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'CREATE DATABASE "{pg_name}"'))
-            targets["postgresql"] = PG_ADMIN.rsplit("/", 1)[0] + f"/{pg_name}"
+            targets["postgresql"] = stack.enter_context(scratch_postgres())
         try:
             for name, url in targets.items():
                 app = make_app(url, home / name)
@@ -140,10 +133,6 @@ def main() -> None:
                 app.sovereign_runtime.get().ledger.close()
                 flush()
         finally:
-            if admin is not None:
-                with admin.connect() as conn:
-                    conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-                admin.dispose()
             flush()
 
     print(f"dispatch of {args.tasks} tasks, one process (median and p99 in ms)")
@@ -163,10 +152,7 @@ def main() -> None:
     for name in ("sqlite", "postgresql"):
         if name in results:
             print(f"{name}: gate paths {results[name]['governed']['paths']}")
-    out = ROOT / "bench" / "results" / "dispatch_bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_results("dispatch_bench", results)
 
 
 if __name__ == "__main__":

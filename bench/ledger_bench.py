@@ -22,7 +22,6 @@ Prints a table and writes bench/results/ledger_bench.json.
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import random
 import statistics
@@ -45,6 +44,7 @@ from arbiter import Policy, load_policy_from_sources  # noqa: E402
 from arbiter.gate import Gate, TaskRequest  # noqa: E402
 from arbiter.ledger import NANO, Ledger, PriceTable  # noqa: E402
 from arbiter.usage import Usage  # noqa: E402
+from bench.common import scratch_postgres, write_results  # noqa: E402
 
 PRICES = ROOT / "rules" / "prices.toml"
 PG_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432"
@@ -230,20 +230,6 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite:///{Path(folder) / 'ledger.db'}"
 
 
-@contextmanager
-def postgres_database() -> Iterator[str]:
-    name = f"sovereign_bench_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(f"{PG_SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"{PG_SERVER}/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
 def run(database: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{database}: bare ...", file=sys.stderr, flush=True)
     ledger = Ledger(url)
@@ -252,7 +238,7 @@ def run(database: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{database}: admit x1 ...", file=sys.stderr, flush=True)
     one = single(ledger, args.single)
     ledger.close()
-    with sqlite_database() if database == "sqlite" else postgres_database() as fresh:
+    with sqlite_database() if database == "sqlite" else scratch_postgres() as fresh:
         Ledger(fresh).upgrade()
         print(f"{database}: admit x{args.procs} ...", file=sys.stderr, flush=True)
         many, check = multi(fresh, args.procs, args.per_proc)
@@ -308,14 +294,11 @@ def main() -> None:
     with sqlite_database() as url:
         results["sqlite"] = run("sqlite", url, args)
     if not args.skip_postgres:
-        with postgres_database() as url:
+        with scratch_postgres() as url:
             results["postgresql"] = run("postgresql", url, args)
     print(table(results))
-    out = ROOT / "bench" / "results" / "ledger_bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     meta = {"cpus": multiprocessing.cpu_count(), "settle_lag": SETTLE_LAG, "at": time.time()}
-    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_results("ledger_bench", {"meta": meta, "results": results})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ writes bench/results/local_overhead_bench.json. Needs the ``[embedded]`` extra a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -32,6 +31,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.common import write_results  # noqa: E402
 
 BROKER = "redis://127.0.0.1:6379/12"
 MODEL = "smollm2-135m"
@@ -251,10 +252,7 @@ def main() -> None:
         f"pipeline/direct throughput {ratio:.3f}x ({verdict} the {TARGET}x target); "
         f"overhead {overhead_ms:.1f} ms per task"
     )
-    out = ROOT / "bench" / "results" / "local_overhead_bench.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
-    print(f"wrote {out.relative_to(ROOT)}")
+    write_results("local_overhead_bench", results)
 
 
 if __name__ == "__main__":
