@@ -1,4 +1,4 @@
-"""Worker processes that race admissions against one cap (spawned by the tests and bench)."""
+"""Worker processes that race admissions against one cap (spawned by the concurrency test)."""
 
 from __future__ import annotations
 
