@@ -30,7 +30,6 @@ class Policy:
     ``load_policy_from_sources``."""
 
     def __init__(self, checked: CheckedPolicy, compiled: Compiled | None = None) -> None:
-        self._checked = checked
         self._compiled = compiled if compiled is not None else compile_policy(checked)
         self._fn = self._compiled.fn
         self.sources: dict[str, str] = {f.key: f.text for f in checked.files}
