@@ -10,6 +10,7 @@ from arbiter.lang.checker import CheckedPolicy
 from arbiter.lang.compiler import Compiled, compile_policy
 from arbiter.lang.decision import Decision, Fired, make_decision
 from arbiter.lang.exprcode import fold
+from arbiter.lang.unparse import format_value
 from arbiter.lang.vocabulary import DEFAULT_LOCAL_PROVIDER, IMPLIED_TIER
 
 Enrich = Callable[[dict[str, Any]], Mapping[str, Any] | None]
@@ -82,7 +83,7 @@ class Policy:
             if given is None:
                 reason = site.rule
             else:
-                reason = given if isinstance(given, str) else _text(given)
+                reason = given if isinstance(given, str) else format_value(given)
             if verdict == "throttle":
                 retry = max(
                     _seconds(p.get("retry_after")) for s, p in fired if s.verdict == "throttle"
@@ -106,12 +107,6 @@ def _seconds(value: Any) -> int | float:
     if type(value) in (int, float) and value >= 0:
         return value  # type: ignore[no-any-return]
     return 0
-
-
-def _text(value: Any) -> str:
-    from arbiter.lang.unparse import format_value
-
-    return format_value(value)
 
 
 def _reroute(params: dict[str, Any]) -> dict[str, Any]:
