@@ -82,18 +82,16 @@ class PolicyCompiler:
 
     def route_dict(self, action: Action) -> str:
         """The route of a candidate: implied tier, defaulted provider, then its params."""
-        given = {p.name for p in action.params}
-        items = []
-        implied = IMPLIED_TIER.get(action.name)
-        if "tier" not in given:
-            items.append(f"'tier': {implied!r}")
-        else:
-            items.append(f"'tier': {self.ex.emit(action.param('tier').expr, {}).text}")  # type: ignore[union-attr]
-        if "provider" not in given:
-            items.append(f"'provider': {DEFAULT_LOCAL_PROVIDER!r}")
-        else:
-            items.append(f"'provider': {self.ex.emit(action.param('provider').expr, {}).text}")  # type: ignore[union-attr]
-        items += self.params(action, frozenset({"tier", "provider"}))
+
+        def given(name: str, default: str | None) -> str:
+            p = action.param(name)
+            return self.ex.emit(p.expr, {}).text if p is not None else repr(default)
+
+        items = [
+            f"'tier': {given('tier', IMPLIED_TIER.get(action.name))}",
+            f"'provider': {given('provider', DEFAULT_LOCAL_PROVIDER)}",
+            *self.params(action, frozenset({"tier", "provider"})),
+        ]
         return "{" + ", ".join(items) + "}"
 
     # --- routing
