@@ -99,10 +99,9 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
 def _release_unpublished(app: Celery, job_id: str, kwargs: dict[str, Any]) -> None:
     if "gate" not in kwargs:
         return
+    # The router stamped the attempt it admitted; failing the task frees its hold too.
     ledger = app.sovereign_runtime.get().ledger  # type: ignore[attr-defined]
-    attempt = int(kwargs.get("attempt") or 1)
-    ledger.release(job_id, attempt, "the broker did not accept the task")
-    ledger.fail_task(job_id, attempt, "the broker did not accept the task", release=False)
+    ledger.fail_task(job_id, kwargs["attempt"], "the broker did not accept the task")
 
 
 def _first_line(exc: BaseException) -> str:
