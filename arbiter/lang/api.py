@@ -26,17 +26,7 @@ def _check(loaded: Loaded) -> tuple[CheckedPolicy, list[Diagnostic]]:
     everything = loaded.diagnostics + diags
     # Stable: problems of one file in position order, files in load order.
     everything.sort(key=lambda d: (order.get(d.file, -1), d.line, d.col))
-    return checked, _unique(everything)
-
-
-def _unique(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen: set[Diagnostic] = set()
-    out = []
-    for d in diags:
-        if d not in seen:
-            seen.add(d)
-            out.append(d)
-    return out
+    return checked, list(dict.fromkeys(everything))  # without repeats, order kept
 
 
 def check(paths: PathLike | Iterable[PathLike]) -> list[Diagnostic]:
