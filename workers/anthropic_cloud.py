@@ -19,7 +19,6 @@ from workers import failures
 from workers.guard import refuse_confidential
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
 from workers.retry import retry_after_from_headers
-from workers.structured import parse_answer
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 KEY_ENV = "ANTHROPIC_API_KEY"
@@ -117,11 +116,9 @@ class AnthropicBackend:
             raise failures.unreadable(
                 self.name, f"{type(exc).__name__}: {exc}", (self._key,)
             ) from None
-        value, problem = parse_answer(text, req.json_schema)
-        return Completion(
-            text=text,
-            json=value,
-            json_error=problem,
+        return Completion.of_answer(
+            text,
+            req,
             usage=usage,
             timings=Timings(latency_s=latency),
             model=str(msg.model or req.model),

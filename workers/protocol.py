@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from arbiter.usage import Usage
+from workers.structured import parse_answer
 
 Role = Literal["system", "user", "assistant"]
 Tier = Literal["local", "cloud"]
@@ -142,6 +143,33 @@ class Completion:
     json_error: str | None = None
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_answer(
+        cls,
+        text: str,
+        req: CompletionRequest,
+        *,
+        usage: Usage,
+        timings: Timings,
+        model: str,
+        provider: str,
+        finish_reason: str | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> Completion:
+        """The completion of ``req`` answered with ``text``, parsed when it had a schema."""
+        value, problem = parse_answer(text, req.json_schema)
+        return cls(
+            text=text,
+            usage=usage,
+            timings=timings,
+            model=model,
+            provider=provider,
+            json=value,
+            json_error=problem,
+            finish_reason=finish_reason,
+            extra=extra or {},
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

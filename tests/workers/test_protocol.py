@@ -42,6 +42,23 @@ def test_completion_round_trips_through_json() -> None:
     assert Completion.from_dict(json.loads(json.dumps(done.to_dict()))) == done
 
 
+def test_completion_of_answer_parses_only_with_a_schema() -> None:
+    def answer(text: str, schema: dict[str, object] | None) -> Completion:
+        req = CompletionRequest.from_prompt("q", model="m", max_tokens=5, json_schema=schema)
+        timings = Timings(latency_s=0.1)
+        return Completion.of_answer(
+            text, req, usage=Usage(1, 1), timings=timings, model="m", provider="p"
+        )
+
+    done = answer('{"a": 1}', None)
+    assert (done.text, done.json, done.json_error, done.extra) == ('{"a": 1}', None, None, {})
+    schema: dict[str, object] = {"type": "object", "required": ["a"]}
+    done = answer('{"a": 1}', schema)
+    assert (done.json, done.json_error) == ({"a": 1}, None)
+    done = answer("not json", schema)
+    assert done.json is None and done.json_error is not None
+
+
 @pytest.mark.parametrize(
     "bad",
     [{"max_tokens": 0}, {"timeout_s": 0.0}, {"messages": ()}],
