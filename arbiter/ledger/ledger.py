@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -79,7 +80,6 @@ class Ledger:
         with translate_errors(self.url):
             self.engine = create_ledger_engine(self.url)
         self._writer_lock = writer_lock(self.engine)
-        self._statements: AdmissionStatements | None = None
 
     @classmethod
     def from_settings(
@@ -134,7 +134,7 @@ class Ledger:
         dbapi = self.engine.dialect.loaded_dbapi
         with translate_errors(self.url, dbapi), self._hold_writer_lock():
             proxied = self.engine.raw_connection()
-            tx = AdmissionTx(self._admission_statements(), proxied.driver_connection)
+            tx = AdmissionTx(self._admission_statements, proxied.driver_connection)
             try:
                 tx.open()
                 yield tx
@@ -154,10 +154,9 @@ class Ledger:
     def _hold_writer_lock(self) -> contextlib.AbstractContextManager[None]:
         return self._writer_lock.hold() if self._writer_lock is not None else nullcontext()
 
+    @cached_property
     def _admission_statements(self) -> AdmissionStatements:
-        if self._statements is None:
-            self._statements = AdmissionStatements(self.engine.dialect)
-        return self._statements
+        return AdmissionStatements(self.engine.dialect)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
