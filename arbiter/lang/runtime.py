@@ -24,7 +24,7 @@ def num(x: Any) -> int | float | None:
     t = type(x)
     if t is int or t is float:
         return x  # type: ignore[no-any-return]
-    if x is None or t is bool or t is str or isinstance(x, bool):
+    if x is None or t is bool or t is str:
         return None
     if isinstance(x, (int, float)):
         return x  # int and float subclasses, e.g. IntEnum
