@@ -16,19 +16,6 @@ if TYPE_CHECKING:
     from arbiter.lang.diagnostics import Diagnostic
     from arbiter.lang.policy import Policy
 
-_EXPORTS = {
-    "PolicyError": "arbiter.errors",
-    "check": "arbiter.lang.api",
-    "check_sources": "arbiter.lang.api",
-    "load_policy": "arbiter.lang.api",
-    "load_policy_from_sources": "arbiter.lang.api",
-    "Decision": "arbiter.lang.decision",
-    "Fired": "arbiter.lang.decision",
-    "TraceStep": "arbiter.lang.decision",
-    "Diagnostic": "arbiter.lang.diagnostics",
-    "Policy": "arbiter.lang.policy",
-}
-
 __all__ = [
     "Decision",
     "Diagnostic",
@@ -44,13 +31,15 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
+    if name not in __all__:
         raise AttributeError(f"module 'arbiter' has no attribute {name!r}")
+    # Importing any module of arbiter.lang loads the whole package, so take the names
+    # from the package itself; PolicyError from arbiter.errors, which needs no lark.
+    module = "arbiter.errors" if name == "PolicyError" else "arbiter.lang"
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+    return sorted({*globals(), *__all__})
