@@ -17,7 +17,14 @@ from arbiter.errors import BackendError, PermanentBackendError
 from arbiter.usage import Usage
 from workers import failures
 from workers.guard import refuse_confidential
-from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
+from workers.protocol import (
+    DEFAULT_TIMEOUT_S,
+    Completion,
+    CompletionRequest,
+    ProbeResult,
+    Tier,
+    Timings,
+)
 from workers.retry import retry_after_from_headers
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
@@ -60,7 +67,11 @@ class AnthropicBackend:
     tier: Tier = "cloud"
 
     def __init__(
-        self, api_key: str | None, *, base_url: str | None = None, timeout_s: float = 120.0
+        self,
+        api_key: str | None,
+        *,
+        base_url: str | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
     ) -> None:
         self._key = api_key or None
         self.base_url = base_url or DEFAULT_BASE_URL

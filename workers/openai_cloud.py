@@ -10,7 +10,7 @@ from arbiter.errors import PermanentBackendError
 from workers import openai_wire
 from workers.guard import refuse_confidential
 from workers.openai_wire import Api
-from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier
+from workers.protocol import DEFAULT_TIMEOUT_S, Completion, CompletionRequest, ProbeResult, Tier
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 KEY_ENV = "OPENAI_API_KEY"
@@ -32,7 +32,7 @@ class OpenAIBackend:
         *,
         base_url: str | None = None,
         api: Api = "responses",
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         strict_schema: bool = False,
     ) -> None:
         self._key = api_key or None

@@ -23,7 +23,7 @@ from arbiter.errors import (
 )
 from workers import openai_wire
 from workers.openai_wire import Api, SchemaStyle
-from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier
+from workers.protocol import DEFAULT_TIMEOUT_S, Completion, CompletionRequest, ProbeResult, Tier
 
 # Local servers ignore the key, but the SDK insists on one.
 PLACEHOLDER_KEY = "sk-no-key-required"
@@ -42,7 +42,7 @@ class OpenAICompatBackend:
         *,
         api: Api = "chat",
         api_key: str | None = None,
-        timeout_s: float = 120.0,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
         schema_style: SchemaStyle | Literal["auto"] = "auto",
         strict_schema: bool = False,
     ) -> None:
