@@ -44,6 +44,7 @@ class GateRouter:
             return None
         runtime = self._slot.get()
         job = Job.from_message(kwargs.get("job") or {}, runtime.settings)
+        body = job.to_message()
         attempt = _attempt(kwargs)
         admission = runtime.gate.admit(
             TaskRequest(
@@ -59,12 +60,12 @@ class GateRouter:
                 topic=str(job.extra.get("topic") or "") or None,
                 attempt=attempt,
                 local_confidence=job.extra.get("local_confidence"),
-                payload={"task": name, "kwargs": {"job": job.to_message()}},
+                payload={"task": name, "kwargs": {"job": body}},
                 approved=bool(kwargs.get("approved")),
             )
         )
         self._last.admission = admission
-        verdict = admission.decision.verdict
+        verdict = admission.verdict
         if verdict in ("deny", "halt"):
             raise TaskBlocked(_blocked_sentence(job, admission), admission.decision, job.job_id)
         if verdict == "approval":
@@ -74,7 +75,6 @@ class GateRouter:
                 admission.decision,
                 job.job_id,
             )
-        route = dict(admission.decision.route or {})
         queue = admission.queue
         served = runtime.served_queues()
         if queue not in served:
@@ -85,10 +85,10 @@ class GateRouter:
             )
             runtime.ledger.fail_task(job.job_id, attempt, message)
             raise ConfigError(message)
-        kwargs["job"] = job.to_message()
+        kwargs["job"] = body
         kwargs["attempt"] = attempt
         kwargs["gate"] = {
-            "route": route,
+            "route": admission.route or {},
             "verdict": verdict,
             "policy_version": admission.policy_version,
             "decided_by": admission.decision.decided_by,
