@@ -195,11 +195,12 @@ def enqueue(
     as_json: bool,
 ) -> None:
     """Submit a task (PROMPT `-` reads standard input); print the decision."""
-    from tasks import submit
-    from tasks.broker import ping, resolve_broker_url
+    from tasks import get_app, submit
+    from tasks.broker import ping
 
+    app = get_app()
     # A broker that does not answer is reported before the gate decides or reserves.
-    ping(resolve_broker_url(load_settings()))
+    ping(app.conf.broker_url)
     if prompt == "-":
         prompt = sys.stdin.read()
     options: dict[str, Any] = {"confidential": confidential, "tags": list(tags), "source": "cli"}
@@ -208,7 +209,7 @@ def enqueue(
     if system is not None:
         options["system"] = system
     try:
-        handle = submit(kind, prompt, **options)
+        handle = submit(kind, prompt, app=app, **options)
     except TaskBlocked as exc:
         data = exc.decision.to_dict() if exc.decision is not None else None
         if as_json:
