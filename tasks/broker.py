@@ -51,7 +51,7 @@ def ping(url: str, timeout: float = 2.0) -> None:
         client.ping()
     except (redis.RedisError, OSError) as exc:
         raise BrokerUnavailable(
-            f"the broker at {redacted(url)} does not answer ({_short(exc)}); start it, or fix "
+            f"the broker at {redacted(url)} does not answer ({first_line(exc)}); start it, or fix "
             "SOVEREIGN_BROKER_URL (unset it to use the embedded Valkey of `sovereign up`)"
         ) from None
     finally:
@@ -64,9 +64,10 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text.rstrip(".")
+def first_line(exc: BaseException) -> str:
+    """The error's first line without its full stop, to quote inside a sentence."""
+    text = str(exc).strip()
+    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
 
 
 def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> str:

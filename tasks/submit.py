@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from arbiter.errors import BrokerUnavailable, SovereignError, TaskFailed, TaskParked
+from tasks.broker import first_line
 from tasks.kinds import make_job
 from tasks.names import COMPLETE
 
@@ -87,7 +88,7 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
         # the budget is not held by a task that was never queued.
         _release_unpublished(app, job.job_id, kwargs)
         raise BrokerUnavailable(
-            f"the broker did not take task {job.job_id} ({_first_line(exc)}); nothing was "
+            f"the broker did not take task {job.job_id} ({first_line(exc)}); nothing was "
             "queued; check that the broker runs (`sovereign up`) or fix SOVEREIGN_BROKER_URL"
         ) from None
     admission = router.last_admission()
@@ -102,8 +103,3 @@ def _release_unpublished(app: Celery, job_id: str, kwargs: dict[str, Any]) -> No
     # The router stamped the attempt it admitted; failing the task frees its hold too.
     ledger = app.sovereign_runtime.get().ledger  # type: ignore[attr-defined]
     ledger.fail_task(job_id, kwargs["attempt"], "the broker did not accept the task")
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
