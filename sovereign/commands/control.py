@@ -181,4 +181,6 @@ def status(task_id: str, as_json: bool) -> None:
     if row.get("error"):
         click.echo(f"  error: {row['error']}")
     for d in decisions:
-        click.echo(f"  attempt {d.attempt}: {d.verdict} by {d.decided_by or '-'}: {d.reason or ''}")
+        by = f" by {d.decided_by}" if d.decided_by else ""
+        why = f": {d.reason}" if d.reason else ""
+        click.echo(f"  attempt {d.attempt}: {d.verdict}{by}{why}")
