@@ -17,6 +17,7 @@ from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBacke
 from arbiter.ledger.reservations import Timings
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
 from tasks.names import COMPLETE
+from tasks.redact import QuietRequest, install_result_filter
 from tasks.research import after_research
 from tasks.runtime import Runtime, RuntimeSlot
 from workers.protocol import CompletionRequest
@@ -98,7 +99,16 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
     """Register the completion task on `app`."""
 
     # Expected outcomes are logged as one line, not as a traceback.
-    @app.task(name=COMPLETE, bind=True, max_retries=None, throws=(TaskFailed, TaskBlocked))
+    # Model output stays out of the worker log and Flower (see tasks/redact.py).
+    install_result_filter()
+
+    @app.task(
+        name=COMPLETE,
+        bind=True,
+        max_retries=None,
+        throws=(TaskFailed, TaskBlocked),
+        Request=QuietRequest,
+    )
     def complete(
         self: Task[Any, Any],
         job: dict[str, Any],

@@ -53,6 +53,11 @@ def test_tasks_reach_the_worker_of_their_queue(
     assert cloud_result["worker"].startswith("cloud@")
     assert cloud_result["model"].startswith(CLOUD_MODEL)
     assert "Is this invoice overdue?" in " ".join(stack.fake.prompts())
+    # The answers went to the result backend, not into the workers' logs.
+    # (Celery logs the "succeeded" line just after it stores the result: wait for it.)
+    for queue, result in (("local", local_result), ("cloud", cloud_result)):
+        wait_for(lambda q=queue: "succeeded in" in stack.log(q), 10, f"{queue}'s succeeded line")
+        assert result["text"] not in stack.log(queue)
 
     # A completed task has its decision and its model call in the ledger.
     ledger = stack.ledger
