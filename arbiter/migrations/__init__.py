@@ -11,6 +11,7 @@ To write a new revision during development::
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -20,6 +21,15 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 
 HERE = Path(__file__).resolve().parent
+
+
+def _not_chatter(record: logging.LogRecord) -> bool:
+    """Alembic says which dialect it talks to each time a process checks the revision;
+    keep only what matters (the migrations it runs)."""
+    return not record.getMessage().startswith(("Context impl ", "Will assume "))
+
+
+logging.getLogger("alembic.runtime.migration").addFilter(_not_chatter)
 
 
 def alembic_config(connection: Connection | None = None) -> Config:
