@@ -22,6 +22,7 @@ from arbiter.errors import ConfigError
 PREFIX = "SOVEREIGN_"
 
 LocalBackendName = Literal["auto", "ollama", "openai_compat", "embedded", "fake"]
+AdmissionFlush = Literal["before_call", "before_publish"]
 
 
 class Settings(BaseSettings):
@@ -49,6 +50,13 @@ class Settings(BaseSettings):
     policy_path: Path = Field(default=Path("rules"), description="Policy file or folder (*.arb).")
     prices_path: Path = Field(default=Path("rules/prices.toml"), description="Price table.")
     timezone: str = Field(default="UTC", description="Time zone of the day and month budgets.")
+    admission_flush: AdmissionFlush = Field(
+        default="before_call",
+        description=(
+            "When a decision record reaches the disk: before_call (the worker's pre-call "
+            "commit flushes it) or before_publish (the gate waits for the disk)."
+        ),
+    )
 
     # Queues and processes.
     queue_local: str = Field(default="local", description="Queue of local-model work.")

@@ -100,6 +100,7 @@ def build_runtime(settings: Settings, broker_url: str) -> Runtime:
         timezone=settings.timezone,
         reservation_ttl_s=settings.reservation_ttl_s,
         prices=prices,
+        admission_flush=settings.admission_flush,
     )
     ledger.upgrade()
     policies = PolicyStore(settings.policy_path, ledger, prices=prices)

@@ -25,7 +25,8 @@ from sqlalchemy.engine import Dialect
 
 from arbiter.ledger import approvals, decisions, reservations
 from arbiter.ledger.budget import (
-    STATEMENT,
+    PROBE,
+    VERSION,
     VERSIONED_STATEMENT,
     Snapshot,
     snapshot_from,
@@ -40,14 +41,28 @@ RESERVATION_KEYS = (
     "task_id", "attempt", *decisions.RESERVATION_FIELDS, "status", "created_at",
 )  # fmt: skip
 PG_LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+# Transaction-local, so the pooled connection's other users keep synchronous commits.
+PG_NO_FLUSH = "SET LOCAL synchronous_commit TO off"
+SQLITE_NO_FLUSH = "PRAGMA synchronous=NORMAL"
+SQLITE_FLUSH = "PRAGMA synchronous=FULL"  # every ledger connection's own setting (db.py)
 
 
 class AdmissionStatements:
-    """The admission's statements, compiled for one dialect."""
+    """The admission's statements, compiled for one dialect.
 
-    def __init__(self, dialect: Dialect) -> None:
+    ``flush_on_commit`` False (the default durability, ``before_call``): the admission's
+    COMMIT does not wait for the disk (SQLite ``synchronous=NORMAL`` for that transaction,
+    PostgreSQL ``synchronous_commit=off``). It is as safe as the ordinary commit against a
+    process crash; the disk flush comes with the worker's pre-call commit, which is
+    synchronous and makes everything logged before it durable too (one WAL, in order).
+    """
+
+    def __init__(self, dialect: Dialect, *, flush_on_commit: bool = False) -> None:
         self.postgres = dialect.name == "postgresql"
-        self.snapshot = Prepared(VERSIONED_STATEMENT if self.postgres else STATEMENT, dialect)
+        self.flush_on_commit = flush_on_commit
+        self.snapshot = Prepared(VERSIONED_STATEMENT, dialect)
+        self.probe = Prepared(PROBE, dialect)
+        self.version = Prepared(VERSION, dialect)
         self.close_held = Prepared(reservations.CLOSE_HELD, dialect)
         self.granted = Prepared(approvals.GRANTED, dialect)
         self.request_approval = Prepared(approvals.REQUEST, dialect)
@@ -85,6 +100,9 @@ class AdmissionTx:
         if self._s.postgres:
             self._raw.autocommit = True
         else:
+            if not self._s.flush_on_commit:
+                # Between transactions only: SQLite refuses to change it inside one.
+                self._raw.execute(SQLITE_NO_FLUSH)
             self._begun = True
             self._raw.execute("BEGIN IMMEDIATE")
 
@@ -120,8 +138,11 @@ class AdmissionTx:
             self._end()
 
     def _end(self) -> None:
+        # The pool's other users expect the defaults back.
         if self._s.postgres:
-            self._raw.autocommit = False  # the pool's other users expect the default
+            self._raw.autocommit = False
+        elif not self._s.flush_on_commit:
+            self._raw.execute(SQLITE_FLUSH)
 
     # --- statements --------------------------------------------------------------------------
 
@@ -134,6 +155,18 @@ class AdmissionTx:
         else:
             row = self._run(prepared, params).fetchone()
         return self._snapshot_of(row)
+
+    def probe(self, task_id: str, attempt: int) -> tuple[int, int]:
+        """The fact counter, and how many reservations the attempt holds already."""
+        prepared = self._s.probe
+        params = prepared.params({"task_id": task_id, "attempt": attempt})
+        version, own = self._run(prepared, params).fetchone()
+        return int(version), int(own)
+
+    def version(self) -> int:
+        """The fact counter as this transaction sees it (after its own writes)."""
+        prepared = self._s.version
+        return int(self._run(prepared, prepared.params({})).fetchone()[0])
 
     def checked_write(
         self, rows: decisions.AdmissionRows, expected_version: int, w: Windows
@@ -150,6 +183,8 @@ class AdmissionTx:
         # (up to its Sync) are one implicit transaction, committed at the Sync, and the
         # advisory lock lasts until then.
         with raw.pipeline():
+            if not s.flush_on_commit:
+                raw.execute(PG_NO_FLUSH)
             raw.execute(PG_LOCK)
             written = raw.execute(s.write_all.sql, params)
             read = raw.execute(s.snapshot.sql, self._generic(w))
@@ -210,6 +245,8 @@ class AdmissionTx:
         cursor = None
         with raw.pipeline():
             raw.execute("BEGIN")
+            if not self._s.flush_on_commit:
+                raw.execute(PG_NO_FLUSH)
             raw.execute(PG_LOCK)
             if first is not None:
                 cursor = raw.execute(first.sql, params)

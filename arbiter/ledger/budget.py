@@ -56,8 +56,27 @@ class Snapshot:
     halted: bool
     halt_reason: str | None
     own_held: int  # reservations already held by the attempt being decided
-    version: int = 0  # the ledger's fact counter when this was read (PostgreSQL)
+    version: int = 0  # the ledger's fact counter when this was read
     hour_oldest: datetime | None = None  # the oldest call in the rolling hour (naive UTC)
+    row: Mapping[str, Any] | None = None  # the figures it was computed from
+
+    def after(self, held: Mapping[str, Any] | None, kind: str, version: int) -> Snapshot | None:
+        """The facts once an admission decided on this snapshot has written its rows.
+
+        ``held`` is the reservation it took (if any), ``version`` the fact counter read
+        after its writes. A reservation is the only fact an admission moves, except the
+        research-cycle count, which depends on what the task row was before: None then,
+        and when this snapshot left out holds of the attempt itself (they were closed).
+        """
+        if self.row is None or self.own_held or kind == RESEARCH_KIND:
+            return None
+        row = dict(self.row)
+        if held is not None:
+            row["nusd"] = int(row["nusd"]) + int(held["amount_nusd"])
+            row["tokens"] = int(row["tokens"]) + int(held["tokens"])
+            row["cloud_calls"] = int(row["cloud_calls"]) + (held["tier"] == "cloud")
+        row["version"] = version
+        return snapshot_from(row)
 
 
 # Constants are written into the SQL rather than bound: fewer parameters travel, and a
@@ -170,8 +189,29 @@ def _build(*, versioned: bool) -> Select[Any]:
 
 
 STATEMENT = _build(versioned=False)
-# PostgreSQL's admissions also read the fact counter and when the rolling hour next moves.
+# Admissions also read the fact counter and when the rolling hour next moves.
 VERSIONED_STATEMENT = _build(versioned=True)
+
+
+def _probe() -> Select[Any]:
+    counter = table(LedgerVersion).c
+    res = table(Reservation).c
+    own = select(func.count()).where(
+        res.task_id == bindparam("task_id", type_=String()),
+        res.attempt == bindparam("attempt", type_=Integer()),
+        res.status == bindparam("held", "held", type_=String()),
+    )
+    return select(counter.version, own.scalar_subquery().label("own_held")).where(
+        counter.id == literal_column("1")
+    )
+
+
+# Under the lock, whether facts read earlier still hold: the counter, and whether the
+# attempt being decided holds anything already (the snapshot would have left that out).
+PROBE = _probe()
+VERSION = select(table(LedgerVersion).c.version).where(
+    table(LedgerVersion).c.id == literal_column("1")
+)
 
 
 def snapshot_params(w: Windows, task_id: str = "", attempt: int = -1) -> dict[str, Any]:
@@ -213,6 +253,7 @@ def snapshot_from(row: Mapping[Any, Any]) -> Snapshot:
         int(row["own_count"]),
         int(row.get("version") or 0),
         _instant(row.get("hour_oldest")),
+        row,
     )
 
 

@@ -41,7 +41,7 @@ from arbiter.ledger.report import GroupBy, SpendReport, spend
 from arbiter.ledger.research import Topic
 from arbiter.ledger.reservations import CallRecord, Timings
 from arbiter.ledger.windows import Clock, day_start, system_clock, to_db, windows
-from arbiter.settings import Settings
+from arbiter.settings import AdmissionFlush, Settings
 from arbiter.usage import Usage
 
 
@@ -71,8 +71,10 @@ class Ledger:
         clock: Clock | None = None,
         reservation_ttl_s: float = 3600.0,
         prices: PriceTable | None = None,
+        admission_flush: AdmissionFlush = "before_call",
     ) -> None:
         self.url = normalise_url(url)
+        self.admission_flush = admission_flush
         self.zone = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
         self.clock: Clock = clock or system_clock
         self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
@@ -91,6 +93,7 @@ class Ledger:
             timezone=settings.timezone,
             clock=clock,
             reservation_ttl_s=settings.reservation_ttl_s,
+            admission_flush=settings.admission_flush,
         )
         if settings.prices_path.exists():
             ledger.prices = PriceTable.load(settings.prices_path)
@@ -156,7 +159,9 @@ class Ledger:
 
     @cached_property
     def _admission_statements(self) -> AdmissionStatements:
-        return AdmissionStatements(self.engine.dialect)
+        return AdmissionStatements(
+            self.engine.dialect, flush_on_commit=self.admission_flush == "before_publish"
+        )
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -345,6 +350,10 @@ class Ledger:
         """
         now = self.now()
         with self.transaction() as conn:
+            if self.dialect == "postgresql":
+                # This commit is what puts the admission on disk before any money is spent
+                # (see AdmissionStatements), whatever the server's default.
+                conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
             found = reservations.find_call(conn, task_id, attempt)
             done = found if found is not None and found.succeeded else None
             halted = control.halt_state(conn).halted
