@@ -22,34 +22,55 @@ from arbiter.settings import Settings
 from workers.probe import LocalProbe, cloud_providers
 from workers.registry import Backends
 
-QUEUE_DEPTH_TTL_S = 1.0
+HOST_FACTS_TTL_S = 1.0
 
 
 class HostFacts:
-    """The `local` and `cloud` facts the gate cannot know by itself, cheaply cached."""
+    """The `local` and `cloud` facts the gate cannot know by itself, cheaply cached.
+
+    The gate asks for them on every publish; they are gathered at most once a second (the
+    local probe keeps its own answer longer), with one broker client kept for the queue
+    depths.
+    """
 
     def __init__(self, settings: Settings, broker_url: str) -> None:
         self.settings = settings
         self.broker_url = broker_url
         self.probe = LocalProbe(settings)
-        self._depths: tuple[float, dict[str, int]] = (float("-inf"), {})
+        self._client: Any = None
+        self._facts: tuple[float, dict[str, dict[str, Any]]] | None = None
 
     def queue_depths(self) -> dict[str, int]:
-        """Messages waiting per queue, read from the broker at most once a second."""
-        stamp, depths = self._depths
-        now = time.monotonic()
-        if now - stamp < QUEUE_DEPTH_TTL_S:
-            return depths
-        depths = _read_depths(
-            self.broker_url, (self.settings.queue_local, self.settings.queue_cloud)
-        )
-        self._depths = (now, depths)
-        return depths
+        """Messages waiting per queue, read from the broker; {} when it does not answer."""
+        import redis
+
+        queues = (self.settings.queue_local, self.settings.queue_cloud)
+        if self._client is None:
+            self._client = redis.Redis.from_url(
+                self.broker_url, socket_timeout=1.0, socket_connect_timeout=1.0
+            )
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            for name in queues:
+                pipe.llen(name)
+            return {name: int(n) for name, n in zip(queues, pipe.execute(), strict=True)}
+        except (redis.RedisError, OSError):
+            self.close()
+            return {}
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
 
     def __call__(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
+        cached = self._facts
+        if cached is not None and now - cached[0] < HOST_FACTS_TTL_S:
+            return cached[1]
         depths = self.queue_depths()
         probed = self.probe.facts()
-        return {
+        facts = {
             "local": {
                 "available": probed.available,
                 "models": list(probed.models),
@@ -60,21 +81,8 @@ class HostFacts:
                 "queue_depth": depths.get(self.settings.queue_cloud, 0),
             },
         }
-
-
-def _read_depths(url: str, queues: tuple[str, ...]) -> dict[str, int]:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_timeout=1.0, socket_connect_timeout=1.0)
-    try:
-        pipe = client.pipeline(transaction=False)
-        for name in queues:
-            pipe.llen(name)
-        return {name: int(n) for name, n in zip(queues, pipe.execute(), strict=True)}
-    except (redis.RedisError, OSError):
-        return {}
-    finally:
-        client.close()
+        self._facts = (now, facts)
+        return facts
 
 
 @dataclass

@@ -17,11 +17,16 @@ same transaction.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import Engine, insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.pool import PoolProxiedConnection
 
 from arbiter.ledger import approvals, decisions, reservations
 from arbiter.ledger.budget import (
@@ -32,6 +37,7 @@ from arbiter.ledger.budget import (
     snapshot_from,
     snapshot_params,
 )
+from arbiter.ledger.checkpoint import Checkpointer
 from arbiter.ledger.db import ADVISORY_LOCK_KEY
 from arbiter.ledger.models import DecisionRecord, Reservation, table
 from arbiter.ledger.prepared import Prepared
@@ -43,8 +49,9 @@ RESERVATION_KEYS = (
 PG_LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
 # Transaction-local, so the pooled connection's other users keep synchronous commits.
 PG_NO_FLUSH = "SET LOCAL synchronous_commit TO off"
+# SQLite: admissions have a connection of their own (see AdmissionConnections).
 SQLITE_NO_FLUSH = "PRAGMA synchronous=NORMAL"
-SQLITE_FLUSH = "PRAGMA synchronous=FULL"  # every ledger connection's own setting (db.py)
+SQLITE_NO_AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=0"  # the Checkpointer's job
 
 
 class AdmissionStatements:
@@ -76,6 +83,85 @@ class AdmissionStatements:
             )
 
 
+class _Held:
+    """One thread's admission connection, and the process that opened it."""
+
+    __slots__ = ("__weakref__", "driver", "pid", "proxied")
+
+    def __init__(self, proxied: PoolProxiedConnection) -> None:
+        self.pid = os.getpid()
+        self.proxied = proxied
+        self.driver = proxied.driver_connection
+
+
+class AdmissionConnections:
+    """One connection per thread kept for admissions, outside the pool.
+
+    The gate runs on every publish: checking a connection out and back in (and the pool's
+    rollback on return) costs more than SQLite's whole read, and a connection that only
+    admits keeps its page cache warm. On SQLite it is also the only connection whose
+    commits do not wait for the disk, so no other writer's durability depends on a setting
+    being reset. Each is detached from the pool (it takes no pool slot) and closed when its
+    thread ends, the ledger closes, or an error leaves it unusable.
+    """
+
+    def __init__(self, engine: Engine, statements: AdmissionStatements) -> None:
+        self._engine = engine
+        self._statements = statements
+        self._local = threading.local()
+        self._all: weakref.WeakSet[_Held] = weakref.WeakSet()
+        self.checkpointer: Checkpointer | None = None
+        if not statements.postgres:
+            self.checkpointer = Checkpointer(self._checkpoint_connection)
+
+    def _checkpoint_connection(self) -> Any:
+        proxied = self._engine.raw_connection()
+        proxied.detach()
+        return proxied.driver_connection
+
+    def get(self) -> Any:
+        """This thread's admission connection (the driver's), a new one after a fork."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is not None and held.pid == os.getpid():
+            return held.driver
+        held = _Held(self._engine.raw_connection())
+        held.proxied.detach()
+        if not self._statements.postgres:
+            if not self._statements.flush_on_commit:
+                held.driver.execute(SQLITE_NO_FLUSH)
+            held.driver.execute(SQLITE_NO_AUTO_CHECKPOINT)
+        self._local.held = held
+        self._all.add(held)
+        return held.driver
+
+    def discard(self) -> None:
+        """Close this thread's connection after an error left it unusable."""
+        held: _Held | None = getattr(self._local, "held", None)
+        self._local.held = None
+        if held is not None:
+            self._close(held)
+
+    def committed(self) -> None:
+        """An admission committed (SQLite counts them towards the next checkpoint)."""
+        if self.checkpointer is not None:
+            self.checkpointer.committed()
+
+    def close(self) -> None:
+        """Close every thread's connection (the ledger is closing)."""
+        if self.checkpointer is not None:
+            self.checkpointer.close()
+        for held in list(self._all):
+            self._close(held)
+        self._all.clear()
+        self._local = threading.local()
+
+    @staticmethod
+    def _close(held: _Held) -> None:
+        if held.pid == os.getpid():
+            with contextlib.suppress(Exception):
+                held.proxied.invalidate()
+
+
 class AdmissionTx:
     """One admission's serialized transaction on a DBAPI connection.
 
@@ -100,9 +186,6 @@ class AdmissionTx:
         if self._s.postgres:
             self._raw.autocommit = True
         else:
-            if not self._s.flush_on_commit:
-                # Between transactions only: SQLite refuses to change it inside one.
-                self._raw.execute(SQLITE_NO_FLUSH)
             self._begun = True
             self._raw.execute("BEGIN IMMEDIATE")
 
@@ -138,11 +221,8 @@ class AdmissionTx:
             self._end()
 
     def _end(self) -> None:
-        # The pool's other users expect the defaults back.
         if self._s.postgres:
             self._raw.autocommit = False
-        elif not self._s.flush_on_commit:
-            self._raw.execute(SQLITE_FLUSH)
 
     # --- statements --------------------------------------------------------------------------
 

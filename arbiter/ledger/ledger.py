@@ -20,7 +20,7 @@ from sqlalchemy import Connection, exc
 
 from arbiter import migrations
 from arbiter.ledger import approvals, control, decisions, research, reservations, usage_totals
-from arbiter.ledger.admission import AdmissionStatements, AdmissionTx
+from arbiter.ledger.admission import AdmissionConnections, AdmissionStatements, AdmissionTx
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
 from arbiter.ledger.control import HaltState, PolicyRecord
@@ -110,6 +110,8 @@ class Ledger:
 
     def close(self) -> None:
         """Close pooled connections (a forked or finished process)."""
+        if "_admissions" in self.__dict__:
+            self._admissions.close()
         self.engine.dispose()
 
     def now(self) -> datetime:
@@ -136,26 +138,28 @@ class Ledger:
         """
         dbapi = self.engine.dialect.loaded_dbapi
         with translate_errors(self.url, dbapi), self._hold_writer_lock():
-            proxied = self.engine.raw_connection()
-            tx = AdmissionTx(self._admission_statements, proxied.driver_connection)
+            tx = AdmissionTx(self._admission_statements, self._admissions.get())
             try:
                 tx.open()
                 yield tx
                 tx.commit()
+                self._admissions.committed()
             except BaseException as error:
                 try:
                     tx.abandon()
                 except Exception:
-                    proxied.invalidate()
+                    self._admissions.discard()
                     raise error from None
                 if is_disconnect(error, dbapi):
-                    proxied.invalidate()
+                    self._admissions.discard()
                 raise
-            finally:
-                proxied.close()
 
     def _hold_writer_lock(self) -> contextlib.AbstractContextManager[None]:
         return self._writer_lock.hold() if self._writer_lock is not None else nullcontext()
+
+    @cached_property
+    def _admissions(self) -> AdmissionConnections:
+        return AdmissionConnections(self.engine, self._admission_statements)
 
     @cached_property
     def _admission_statements(self) -> AdmissionStatements:
