@@ -184,7 +184,8 @@ class Gate:
         self._locked_left = 0
         self._refused_in_a_row = 0
         # How admissions went: "one_trip", "one_trip_refused" (a fact had moved), "locked";
-        # and how many locked ones decided on the facts kept from the previous ("kept_facts").
+        # and how many locked ones decided on the facts kept from the previous one
+        # ("kept_facts") or found them moved and read them again ("kept_facts_moved").
         self.paths: Counter[str] = Counter()
 
     def admit(self, request: TaskRequest) -> Admission:
@@ -251,6 +252,7 @@ class Gate:
             if version == known.snapshot.version and not own:
                 self.paths["kept_facts"] += 1
                 return known.snapshot
+            self.paths["kept_facts_moved"] += 1
         return tx.snapshot(w, request.task_id, request.attempt)
 
     def _admit_in_one_trip(

@@ -91,7 +91,7 @@ class _Held:
     def __init__(self, proxied: PoolProxiedConnection) -> None:
         self.pid = os.getpid()
         self.proxied = proxied
-        self.driver = proxied.driver_connection
+        self.driver: Any = proxied.driver_connection
 
 
 class AdmissionConnections:
@@ -116,8 +116,9 @@ class AdmissionConnections:
 
     def _checkpoint_connection(self) -> Any:
         proxied = self._engine.raw_connection()
+        driver = proxied.driver_connection  # gone from the proxy once detached
         proxied.detach()
-        return proxied.driver_connection
+        return driver
 
     def get(self) -> Any:
         """This thread's admission connection (the driver's), a new one after a fork."""

@@ -58,8 +58,8 @@ def _json_default(value: Any) -> Any:
 
 # orjson writes the gate's records (facts, trace, payload) several times faster than json;
 # datetimes and dataclasses go through the default hook as json.dumps would send them.
-_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | (
-    orjson.OPT_PASSTHROUGH_DATACLASS
+_ORJSON_OPTIONS = (
+    orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | (orjson.OPT_PASSTHROUGH_DATACLASS)
 )
 
 

@@ -1,12 +1,17 @@
-"""PostgreSQL's one-round-trip admission: it decides from facts read at the end of the
-previous admission, and writes only if nothing those facts come from has changed since.
+"""Facts kept from one admission to the next, on both databases.
 
-Every test here makes something change the facts behind the gate's back (another
-process's ledger, the clock) and checks that the next decision saw it.
+PostgreSQL's one-round-trip admission decides from the facts read at the end of the
+previous admission and writes only if nothing they come from has changed since. SQLite's
+gate keeps the facts its previous admission left (that admission's snapshot plus its own
+reservation) and reuses them when, under the lock, the fact counter shows that nothing
+else has written since. Every test here makes something change the facts behind the gate's
+back (another process's ledger, the clock) and checks that the next decision saw it; the
+last ones check that kept facts always equal a fresh read.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -16,6 +21,7 @@ from sqlalchemy import text
 
 from arbiter.gate import Gate
 from arbiter.ledger import Ledger, PriceTable
+from arbiter.ledger.windows import windows
 from arbiter.usage import Usage
 from tests.ledger.helpers import ManualClock
 from tests.ledger.policies import cap_policy
@@ -31,14 +37,24 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
-def ledgers(postgres_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
+def ledgers(database_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
     """The gate's ledger and another process's, on the same database."""
-    mine = Ledger(postgres_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    mine = Ledger(database_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
     mine.upgrade()
-    other = Ledger(postgres_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    other = Ledger(database_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
     yield mine, other
     mine.close()
     other.close()
+
+
+def kept(gate: Gate) -> int:
+    """Admissions decided on kept facts (one round trip on PostgreSQL)."""
+    return gate.paths["one_trip"] + gate.paths["kept_facts"]
+
+
+def moved(gate: Gate) -> int:
+    """Admissions that found the kept facts moved and decided on the facts read again."""
+    return gate.paths["one_trip_refused"] + gate.paths["kept_facts_moved"]
 
 
 def make_gate(ledger: Ledger, cap: float = CAP) -> Gate:
@@ -51,14 +67,17 @@ def facts_of(ledger: Ledger, task_id: str) -> dict[str, Any]:
     return record.facts
 
 
-def test_admissions_after_the_first_take_one_round_trip(
+def test_admissions_after_the_first_decide_on_kept_facts(
     ledgers: tuple[Ledger, Ledger],
 ) -> None:
     mine, _ = ledgers
     gate = make_gate(mine)
     for n in range(4):
         assert gate.admit(request(f"t{n}")).verdict == "proceed"
-    assert gate.paths == {"locked": 1, "one_trip": 3}
+    if mine.dialect == "postgresql":
+        assert gate.paths == {"locked": 1, "one_trip": 3}
+    else:
+        assert gate.paths == {"locked": 4, "kept_facts": 3}
     # Each decision saw the holds of the ones before it.
     spent = [facts_of(mine, f"t{n}")["budget"]["daily_spend_usd"] for n in range(4)]
     assert spent == pytest.approx([0, NANO_ESTIMATE, 2 * NANO_ESTIMATE, 3 * NANO_ESTIMATE])
@@ -72,7 +91,8 @@ def test_a_halt_elsewhere_reaches_the_next_decision(ledgers: tuple[Ledger, Ledge
     other.set_halted(True, "incident")
     admission = gate.admit(request("after"))
     assert admission.verdict == "halt" and "incident" in admission.decision.reason
-    assert gate.paths["one_trip_refused"] == 1 and gate.paths["one_trip"] == 1
+    assert moved(gate) == 1
+    assert gate.paths["one_trip"] == (1 if mine.dialect == "postgresql" else 0)
     assert not mine.reservation_held("after", 1)
 
 
@@ -156,5 +176,67 @@ def test_the_same_attempt_again_takes_the_locked_path(ledgers: tuple[Ledger, Led
             text("SELECT count(*) FROM reservations WHERE task_id = 'again' AND status = 'held'")
         ).scalar()
     assert held == 1
-    assert gate.paths["one_trip_refused"] == 2 and gate.paths["locked"] == 2
+    if mine.dialect == "postgresql":
+        assert gate.paths["one_trip_refused"] == 2 and gate.paths["locked"] == 2
+    else:
+        assert gate.paths["kept_facts_moved"] == 1 and gate.paths["kept_facts"] == 0
     assert mine.budget_facts()["daily_spend_usd"] == pytest.approx(NANO_ESTIMATE)
+
+
+def fresh_facts(ledger: Ledger) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """Budget and research facts read now, and the fact counter."""
+    budget, research = ledger.budget_facts(), ledger.research_facts()
+    with ledger.engine.connect() as conn:
+        version = conn.execute(text("SELECT version FROM ledger_version")).scalar_one()
+    return budget, research, int(version)
+
+
+def test_kept_facts_always_equal_a_fresh_read(
+    ledgers: tuple[Ledger, Ledger], clock: ManualClock
+) -> None:
+    """Admissions of every verdict and tier, with writes elsewhere in between: whenever the
+    gate keeps facts, they are what reading the ledger afresh gives."""
+    mine, other = ledgers
+    gate = make_gate(mine, cap=0.05)
+    rng = random.Random(7)
+    kinds = ["summarise"] * 6 + ["slow", "review", "unpriced", "research"]
+    checked = 0
+    for n in range(160):
+        changes: dict[str, Any] = {"kind": rng.choice(kinds)}
+        if rng.random() < 0.2:
+            changes["confidential"] = True  # a local route: held, but no cloud call
+        if rng.random() < 0.1:
+            changes["max_tokens"] = rng.randint(1, 40_000)
+        gate.admit(request(f"r{n}", **changes))
+        roll = rng.random()
+        if roll < 0.1 and n:
+            other.settle(f"r{n - 1}", 1, Usage(1500, 400), "openai", "gpt-5.4-nano")
+        elif roll < 0.15:
+            other.release(f"r{rng.randrange(n + 1)}", 1, "test")
+        elif roll < 0.18:
+            other.add_topic(f"topic {n}")
+        elif roll < 0.2:
+            other.set_halted(not other.is_halted(), "test")
+        clock.advance(seconds=rng.randint(1, 90))
+        known = gate._known
+        if known is None or not known.valid_at(windows(clock(), mine.zone)):
+            continue
+        budget, research, version = fresh_facts(mine)
+        if version != known.snapshot.version:
+            continue  # moved by a write elsewhere: the next admission reads again
+        assert known.snapshot.budget == pytest.approx(budget)
+        assert known.snapshot.research == research
+        checked += 1
+    assert checked > 40
+    assert kept(gate) > 40 and moved(gate) > 5
+
+
+def test_each_admission_leaves_the_counter_where_its_kept_facts_say(
+    ledgers: tuple[Ledger, Ledger],
+) -> None:
+    mine, _ = ledgers
+    gate = make_gate(mine, cap=1.0)
+    for n, kind in enumerate(["summarise", "review", "unpriced", "slow", "summarise"]):
+        gate.admit(request(f"v{n}", kind=kind))
+        assert gate._known is not None
+        assert gate._known.snapshot.version == fresh_facts(mine)[2]
