@@ -152,6 +152,12 @@ class _Priced:
 
     route: dict[str, Any] | None = None
     missing: PriceMissing | None = None
+    key: tuple[Any, Any, Any] | None = None  # (provider, model, tier) of ``route``
+    amount: int = 0  # its reservation, nano-dollars
+
+
+def _price_key(route: Mapping[str, Any]) -> tuple[Any, Any, Any]:
+    return route.get("provider"), route.get("model"), route.get("tier")
 
 
 class Gate:
@@ -389,12 +395,18 @@ class Gate:
                 raise
             extra = {"estimated_cost_usd": cost / NANO}
             priced.route = {**route, **extra}
+            priced.key, priced.amount = _price_key(route), cost
             return extra
 
         try:
             decision = policy.decide(facts, enrich=enrich, waive=waive)
-            route = _plain(decision.route)
-            amount = self._estimate_nusd(route, request) if route else 0
+            route = decision.route
+            if not route:
+                amount = 0
+            elif priced.key is not None and _price_key(route) == priced.key:
+                amount = priced.amount  # the route the rules saw, priced once
+            else:
+                amount = self._estimate_nusd(route, request)  # a Reroute
         except PriceMissing as exc:
             # Fail closed: a route nobody can price is refused, and the refusal is recorded.
             return self._refusal(exc), 0
@@ -458,7 +470,7 @@ class Gate:
             "reserved_nusd": amount_nusd,
             # JSON columns: the engine's serializer turns tuples and sets into lists.
             "facts": facts,
-            "trace": decision.to_dict().get("trace"),
+            "trace": [step.to_dict() for step in decision.trace],
         }
         return task_row, decision_row
 

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from arbiter.gate import Gate
@@ -95,6 +96,7 @@ class Runtime:
     gate: Gate
     backends: Backends
 
+    @cached_property
     def served_queues(self) -> frozenset[str]:
         """The queues governed tasks may be published to: those the workers consume."""
         return frozenset({self.settings.queue_local, self.settings.queue_cloud})

@@ -73,8 +73,10 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
         app = get_app()
     settings = app.sovereign_settings  # type: ignore[attr-defined]
     job = make_job(settings, kind=kind, prompt=prompt, **options)
-    kwargs: dict[str, Any] = {"job": job.to_message()}
+    message = job.to_message()
+    kwargs: dict[str, Any] = {"job": message}
     router = app.sovereign_router  # type: ignore[attr-defined]
+    router.expect(job, message)
     try:
         async_result = app.send_task(COMPLETE, kwargs=kwargs, task_id=job.job_id)
     except TaskParked as parked:
@@ -91,6 +93,8 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
             f"the broker did not take task {job.job_id} ({first_line(exc)}); nothing was "
             "queued; check that the broker runs (`sovereign up`) or fix SOVEREIGN_BROKER_URL"
         ) from None
+    finally:
+        router.expect(None)
     admission = router.last_admission()
     decision = admission.decision if admission is not None else None
     queue = admission.queue if admission is not None else None

@@ -64,7 +64,13 @@ class Task(Base):
     __tablename__ = "tasks"
     __table_args__ = (
         CheckConstraint(_one_of("status", TASK_STATUSES), name="status"),
-        Index("ix_tasks_kind_created", "kind", "created_at"),
+        # Only the gate's count of today's research cycles needs an index by time.
+        Index(
+            "ix_tasks_research_created",
+            "created_at",
+            sqlite_where=text("kind = 'research'"),
+            postgresql_where=text("kind = 'research'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

@@ -22,7 +22,7 @@ Processor = Callable[[Any], Any]
 class Prepared:
     """One statement, compiled for one dialect: its SQL and a function from values to params."""
 
-    __slots__ = ("_fixed", "_order", "_positional", "_processors", "columns", "sql")
+    __slots__ = ("_fixed", "_order", "_positional", "_steps", "columns", "sql")
 
     def __init__(
         self,
@@ -49,17 +49,21 @@ class Prepared:
             processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
             if processor is not None:
                 processors[name] = processor
-        self._processors = processors
+        # Name and converter (None: the value as is) of each parameter, in order.
+        self._steps: tuple[tuple[str, Processor | None], ...] = tuple(
+            (name, processors.get(name)) for name in names
+        )
         selected = getattr(statement, "selected_columns", None)
         self.columns: tuple[str, ...] = tuple(selected.keys()) if selected is not None else ()
 
     def params(self, values: Mapping[str, Any]) -> Any:
         """The DBAPI parameters for ``values`` (keyed by bind name), converted by type."""
-        processors = self._processors
         if self._fixed:
             values = {**self._fixed, **values}
+        converted = [
+            values[name] if convert is None else convert(values[name])
+            for name, convert in self._steps
+        ]
         if self._positional:
-            return tuple(
-                processors[n](values[n]) if n in processors else values[n] for n in self._order
-            )
-        return {n: processors[n](values[n]) if n in processors else values[n] for n in self._order}
+            return converted
+        return dict(zip(self._order, converted, strict=True))

@@ -7,6 +7,7 @@ decimals) in whole nano-dollars, rounded up.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import tomllib
@@ -44,6 +45,7 @@ class Price:
         return not any((self.input, self.output, self.cached_input, self.cache_write))
 
 
+@functools.lru_cache(maxsize=256)
 def free_price(provider: str, model: str) -> Price:
     """The price of a local model without an entry."""
     zero = Decimal(0)
