@@ -4,9 +4,12 @@ Governed: `submit()` — validation, the gate (facts, policy, price, reservation
 decision record in one serialized transaction), then the publish. Raw: `send_task` of the
 same task and message with an empty router. Both run in one process, in one run, against
 the machine's Redis (a database index of the bench's own, flushed after), on SQLite and on
-PostgreSQL. Prints a table and writes bench/results/dispatch_bench.json.
+PostgreSQL, with the default durability (`before_call`: the gate's commit does not wait
+for the disk; the worker's pre-call commit does) and with `before_publish` (every
+admission waits for the disk). Prints a table and writes bench/results/dispatch_bench.json.
 
-    .venv/bin/python bench/dispatch_bench.py [--tasks 5000]
+    .venv/bin/python bench/dispatch_bench.py [--tasks 5000] [--skip-postgres]
+        [--flush before_call|before_publish]
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from bench.common import scratch_postgres, write_results  # noqa: E402
 REDIS = "redis://127.0.0.1:6379/13"
 
 
-def make_app(database_url: str, home: Path) -> Any:
+def make_app(database_url: str, home: Path, flush: str = "before_call") -> Any:
     from arbiter.settings import load_settings
     from tasks.app import create_app
 
     env = {
+        "SOVEREIGN_ADMISSION_FLUSH": flush,
         "SOVEREIGN_BROKER_URL": REDIS,
         "SOVEREIGN_DATABASE_URL": database_url,
         "SOVEREIGN_VAR_DIR": str(home / "var"),
@@ -114,11 +118,16 @@ def flush() -> None:
     redis.Redis.from_url(REDIS).flushdb()
 
 
+FLUSHES = ("before_call", "before_publish")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tasks", type=int, default=5000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument("--flush", choices=FLUSHES, action="append", help="default: both")
     args = parser.parse_args()
+    flushes = tuple(args.flush or FLUSHES)
     results: dict[str, Any] = {"tasks": args.tasks}
     flush()
     with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
@@ -128,30 +137,35 @@ def main() -> None:
             targets["postgresql"] = stack.enter_context(scratch_postgres())
         try:
             for name, url in targets.items():
-                app = make_app(url, home / name)
-                results[name] = run(app, args.tasks)
-                app.sovereign_runtime.get().ledger.close()
-                flush()
+                for mode in flushes:
+                    app = make_app(url, home / f"{name}-{mode}", mode)
+                    results[f"{name} {mode}"] = run(app, args.tasks)
+                    app.sovereign_runtime.get().ledger.close()
+                    flush()
         finally:
             flush()
 
     print(f"dispatch of {args.tasks} tasks, one process (median and p99 in ms)")
-    print(f"{'ledger':<11} {'path':<9} {'per s':>8} {'median':>8} {'p99':>8}  governed/raw")
-    for name in ("sqlite", "postgresql"):
-        if name not in results:
+    print(
+        f"{'ledger':<11} {'flush':<15} {'path':<9} {'per s':>8} {'median':>8} {'p99':>8}"
+        "  governed/raw"
+    )
+    for key, r in results.items():
+        if key == "tasks":
             continue
-        r = results[name]
+        name, mode = key.split()
         ratio = r["governed"]["mean_ms"] / r["raw"]["mean_ms"]
         r["ratio"] = ratio
         for path in ("raw", "governed"):
             s = r[path]
             tail = f"  {ratio:.2f}x" if path == "governed" else ""
             print(
-                f"{name:<11} {path:<9} {s['per_s']:>8.0f} {s['median_ms']:>8.3f} {s['p99_ms']:>8.3f}{tail}"
+                f"{name:<11} {mode:<15} {path:<9} {s['per_s']:>8.0f} {s['median_ms']:>8.3f} "
+                f"{s['p99_ms']:>8.3f}{tail}"
             )
-    for name in ("sqlite", "postgresql"):
-        if name in results:
-            print(f"{name}: gate paths {results[name]['governed']['paths']}")
+    for key, r in results.items():
+        if key != "tasks":
+            print(f"{key}: gate paths {r['governed']['paths']}")
     write_results("dispatch_bench", results)
 
 
