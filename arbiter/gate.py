@@ -241,11 +241,9 @@ class Gate:
         if admission.parked:
             tx.request_approval(request.task_id, admission.decision.reason, to_db(now))
         if self._reuse_facts:
-            after = snap.after(rows.reservation, request.kind, tx.version())
-            if after is None:
-                self._known = None
-            else:
-                self._remember(after, w)
+            # Kept only once the transaction has committed (see ``admit``): facts of a write
+            # that rolled back could match a counter that others move later.
+            tx.fresh = snap.after(rows.reservation, request.kind, tx.version())
         return admission
 
     def _locked_snapshot(self, tx: AdmissionTx, request: TaskRequest, w: Windows) -> Snapshot:

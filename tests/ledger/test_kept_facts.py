@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from arbiter.errors import LedgerUnavailable
 from arbiter.gate import Gate
 from arbiter.ledger import Ledger, PriceTable
 from arbiter.ledger.windows import windows
@@ -240,3 +241,36 @@ def test_each_admission_leaves_the_counter_where_its_kept_facts_say(
         gate.admit(request(f"v{n}", kind=kind))
         assert gate._known is not None
         assert gate._known.snapshot.version == fresh_facts(mine)[2]
+
+
+def test_an_admission_that_does_not_commit_leaves_no_kept_facts(
+    sqlite_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: facts computed for a write that rolled back must not be reused, even once
+    the counter has moved by as much as that write would have moved it. (PostgreSQL's
+    one-round-trip write commits in its own pipeline and keeps nothing when that fails.)"""
+    mine = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    mine.upgrade()
+    other = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    gate = make_gate(mine)
+    gate.admit(request("first"))
+    from arbiter.ledger.admission import AdmissionTx
+
+    real_commit = AdmissionTx.commit
+
+    def failing_commit(self: AdmissionTx) -> None:
+        raise LedgerUnavailable("the disk is full")
+
+    monkeypatch.setattr(AdmissionTx, "commit", failing_commit)
+    with pytest.raises(LedgerUnavailable):
+        gate.admit(request("lost"))
+    monkeypatch.setattr(AdmissionTx, "commit", real_commit)
+    assert not mine.reservation_held("lost", 1)
+    # Another process moves the counter once, as the lost admission's hold would have.
+    other.add_topic("a topic")
+    gate.admit(request("next"))
+    facts = facts_of(mine, "next")
+    assert facts["research"]["backlog"] == 1
+    assert facts["budget"]["daily_spend_usd"] == pytest.approx(NANO_ESTIMATE)  # "first" only
+    mine.close()
+    other.close()
