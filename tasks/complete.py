@@ -44,6 +44,13 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
             "(`sovereign resume` turns it off)",
             task_id=job.job_id,
         )
+    if not start.recorded:
+        # Nothing to mark failed: the ledger has no row of this attempt.
+        raise TaskFailed(
+            f"task {job.job_id} attempt {attempt} has no decision in this worker's ledger (its "
+            "admission was lost before it reached the disk, or the worker's "
+            "SOVEREIGN_DATABASE_URL is not the submitter's); nothing was spent; submit it again"
+        )
     if not start.held:
         ledger.fail_task(job.job_id, attempt, "its budget reservation was no longer held")
         raise TaskFailed(

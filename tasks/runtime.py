@@ -124,6 +124,9 @@ def build_runtime(settings: Settings, broker_url: str) -> Runtime:
     return Runtime(settings, ledger, policies, gate, Backends(settings))
 
 
+_INHERITED: list[Runtime] = []
+
+
 class RuntimeSlot:
     """Builds the runtime on first use in each process (again after a fork)."""
 
@@ -140,6 +143,10 @@ class RuntimeSlot:
             return runtime
         with self._lock:
             if self._runtime is None or self._pid != pid:
+                if self._runtime is not None:
+                    # The parent's, inherited through fork: never let it be garbage collected
+                    # here, where closing its connections would end the parent's sessions.
+                    _INHERITED.append(self._runtime)
                 self._runtime = self._factory()
                 self._pid = pid
             return self._runtime

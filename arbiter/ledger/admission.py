@@ -94,6 +94,9 @@ class _Held:
         self.driver: Any = proxied.driver_connection
 
 
+_INHERITED: list[_Held] = []
+
+
 class AdmissionConnections:
     """One connection per thread kept for admissions, outside the pool.
 
@@ -123,8 +126,13 @@ class AdmissionConnections:
     def get(self) -> Any:
         """This thread's admission connection (the driver's), a new one after a fork."""
         held: _Held | None = getattr(self._local, "held", None)
-        if held is not None and held.pid == os.getpid():
-            return held.driver
+        if held is not None:
+            if held.pid == os.getpid():
+                return held.driver
+            # Inherited through fork: the parent still talks on it. Keep it referenced so
+            # that nothing here ever closes it (PostgreSQL's goodbye would end the
+            # parent's session too).
+            _INHERITED.append(held)
         held = _Held(self._engine.raw_connection())
         held.proxied.detach()
         if not self._statements.postgres:

@@ -198,6 +198,16 @@ def listing(
     ]
 
 
+def exists(conn: Connection, task_id: str, attempt: int) -> bool:
+    """Whether the gate's decision on this attempt is in the ledger."""
+    found = conn.execute(
+        select(_decisions.c.id)
+        .where(_decisions.c.task_id == task_id, _decisions.c.attempt == attempt)
+        .limit(1)
+    ).first()
+    return found is not None
+
+
 def task_row(conn: Connection, task_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(_tasks).where(_tasks.c.id == task_id)).first()
     return dict(row._mapping) if row is not None else None

@@ -58,6 +58,7 @@ class AttemptStart:
     done: CallRecord | None
     halted: bool
     held: bool
+    recorded: bool = True  # the ledger has the attempt's decision (False: lost, or never made)
 
 
 class Ledger:
@@ -364,7 +365,8 @@ class Ledger:
             held = reservations.is_held(conn, task_id, attempt)
             if done is None and held and not halted:
                 reservations.update_task(conn, task_id, now, status="running", attempt=attempt)
-        return AttemptStart(done=done, halted=halted, held=held)
+            recorded = held or done is not None or decisions.exists(conn, task_id, attempt)
+        return AttemptStart(done=done, halted=halted, held=held, recorded=recorded)
 
     def mark_running(self, task_id: str, attempt: int) -> None:
         with self.transaction() as conn:

@@ -110,6 +110,16 @@ def test_no_call_without_a_held_reservation(runtime: Runtime) -> None:
     assert fake.calls == []
 
 
+def test_no_call_for_an_attempt_the_ledger_has_no_decision_on(runtime: Runtime) -> None:
+    """A message whose admission never reached the disk (a power cut) is refused."""
+    fake = with_fake(runtime)
+    job = make_job(runtime.settings, kind="classify", prompt="lost in a power cut")
+    with pytest.raises(TaskFailed, match="no decision in the ledger"):
+        run_job(runtime, job, 1, {"route": {"tier": "local", "provider": "fake", "model": "m"}})
+    assert fake.calls == []
+    assert runtime.ledger.task(job.job_id) is None
+
+
 def test_a_route_to_a_queue_no_worker_consumes_is_refused(tmp_path: Path) -> None:
     runtime = make_runtime(
         tmp_path, POLICY.replace('model: "m" }\n}', 'model: "m", queue: "gpu" }\n}')
