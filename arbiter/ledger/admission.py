@@ -47,8 +47,12 @@ RESERVATION_KEYS = (
     "task_id", "attempt", *decisions.RESERVATION_FIELDS, "status", "created_at",
 )  # fmt: skip
 PG_LOCK = f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
-# Transaction-local, so the pooled connection's other users keep synchronous commits.
-PG_NO_FLUSH = "SET LOCAL synchronous_commit TO off"
+# The same, in the same statement, with this transaction's commit not waiting for the disk
+# (transaction-local, so the pooled connection's other users keep synchronous commits).
+PG_LOCK_NO_FLUSH = (
+    f"SELECT set_config('synchronous_commit', 'off', true), "
+    f"pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+)
 # SQLite: admissions have a connection of their own (see AdmissionConnections).
 SQLITE_NO_FLUSH = "PRAGMA synchronous=NORMAL"
 SQLITE_NO_AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=0"  # the Checkpointer's job
@@ -67,6 +71,7 @@ class AdmissionStatements:
     def __init__(self, dialect: Dialect, *, flush_on_commit: bool = False) -> None:
         self.postgres = dialect.name == "postgresql"
         self.flush_on_commit = flush_on_commit
+        self.pg_lock = PG_LOCK if flush_on_commit else PG_LOCK_NO_FLUSH
         self.snapshot = Prepared(VERSIONED_STATEMENT, dialect)
         self.probe = Prepared(PROBE, dialect)
         self.version = Prepared(VERSION, dialect)
@@ -272,9 +277,7 @@ class AdmissionTx:
         # (up to its Sync) are one implicit transaction, committed at the Sync, and the
         # advisory lock lasts until then.
         with raw.pipeline():
-            if not s.flush_on_commit:
-                raw.execute(PG_NO_FLUSH)
-            raw.execute(PG_LOCK)
+            raw.execute(s.pg_lock)
             written = raw.execute(s.write_all.sql, params)
             read = raw.execute(s.snapshot.sql, self._generic(w))
         self.fresh = self._snapshot_of(read.fetchone())
@@ -334,9 +337,7 @@ class AdmissionTx:
         cursor = None
         with raw.pipeline():
             raw.execute("BEGIN")
-            if not self._s.flush_on_commit:
-                raw.execute(PG_NO_FLUSH)
-            raw.execute(PG_LOCK)
+            raw.execute(self._s.pg_lock)
             if first is not None:
                 cursor = raw.execute(first.sql, params)
         return cursor
