@@ -114,7 +114,7 @@ def test_no_call_for_an_attempt_the_ledger_has_no_decision_on(runtime: Runtime) 
     """A message whose admission never reached the disk (a power cut) is refused."""
     fake = with_fake(runtime)
     job = make_job(runtime.settings, kind="classify", prompt="lost in a power cut")
-    with pytest.raises(TaskFailed, match="no decision in this worker.s ledger"):
+    with pytest.raises(TaskFailed, match="no decision in this worker's ledger"):
         run_job(runtime, job, 1, {"route": {"tier": "local", "provider": "fake", "model": "m"}})
     assert fake.calls == []
     assert runtime.ledger.task(job.job_id) is None
