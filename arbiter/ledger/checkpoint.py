@@ -60,7 +60,11 @@ class Checkpointer:
             self._thread.start()
 
     def _run(self) -> None:
-        conn = self._connect()
+        try:
+            conn = self._connect()
+        except Exception as exc:  # the next request starts a new thread and tries again
+            log.warning("ledger checkpoint thread cannot connect: %s", exc)
+            return
         try:
             while True:
                 self._wake.wait()
