@@ -10,13 +10,27 @@ exactly as ``Connection.execute`` would) and hands the result to the DBAPI curso
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
+from sqlalchemy import DateTime
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
 Processor = Callable[[Any], Any]
+
+
+def _sqlite_datetime(slow: Processor) -> Processor:
+    """SQLAlchemy's SQLite datetime text for the naive datetimes the ledger binds, made by
+    ``isoformat`` (the same text, several times faster); anything else goes to ``slow``."""
+
+    def convert(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is None:
+            return value.isoformat(" ", "microseconds")
+        return slow(value)
+
+    return convert
 
 
 class Prepared:
@@ -46,9 +60,12 @@ class Prepared:
             bind = compiled.binds[name]
             if not bind.required:
                 self._fixed[name] = bind.effective_value
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                processors[name] = processor
+            processor: Processor | None = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is None:
+                continue
+            if dialect.name == "sqlite" and isinstance(bind.type, DateTime):
+                processor = _sqlite_datetime(processor)
+            processors[name] = processor
         # Name and converter (None: the value as is) of each parameter, in order.
         self._steps: tuple[tuple[str, Processor | None], ...] = tuple(
             (name, processors.get(name)) for name in names
