@@ -16,7 +16,7 @@ import sqlalchemy as sa
 
 from arbiter.gate import Gate
 from arbiter.ledger import Ledger, PriceTable
-from arbiter.ledger.checkpoint import CHECKPOINT_EVERY
+from arbiter.ledger.checkpoint import CHECKPOINT_EVERY, FLUSH_WITHIN_S
 from arbiter.settings import AdmissionFlush
 from tests.ledger.policies import cap_policy
 from tests.ledger.test_gate import host, request
@@ -132,6 +132,23 @@ def test_sqlite_checkpoints_run_on_their_own_thread(sqlite_ledger: Ledger) -> No
         assert len(reopened.decisions()) == CHECKPOINT_EVERY * 2 + 1
     finally:
         reopened.close()
+
+
+def test_sqlite_a_lone_admission_reaches_the_disk_within_about_a_second(
+    sqlite_ledger: Ledger,
+) -> None:
+    gate = make_gate(sqlite_ledger)
+    started = time.monotonic()
+    gate.admit(request("alone"))
+    checkpointer = sqlite_ledger._admissions.checkpointer
+    assert checkpointer is not None
+    while checkpointer.checkpoints < 1 and time.monotonic() - started < 10:
+        time.sleep(0.02)
+    # A checkpoint syncs the log (and every admission in it) before copying it back.
+    assert checkpointer.checkpoints == 1
+    assert FLUSH_WITHIN_S * 0.9 <= time.monotonic() - started < FLUSH_WITHIN_S + 2
+    time.sleep(FLUSH_WITHIN_S * 1.5)
+    assert checkpointer.checkpoints == 1  # nothing new, nothing to do
 
 
 def test_each_thread_admits_on_a_connection_of_its_own(database_url: str) -> None:
