@@ -88,6 +88,9 @@ class TaskRequest:
     local_confidence: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     approved: bool = False
+    # The task id was made by this process a moment ago (a uuid4 `submit` drew): nothing
+    # can be held for it yet.
+    fresh_id: bool = False
 
     def facts(self) -> dict[str, Any]:
         """The ``task`` facts of the policy language."""
@@ -141,6 +144,10 @@ class KnownFacts:
     snapshot: Snapshot
     today: date
     until: datetime  # naive UTC
+    # SQLite: the admission connection that left them, and its data_version then (which
+    # moves when any other connection commits).
+    connection: int = -1
+    data_version: int | None = None
 
     def valid_at(self, w: Windows) -> bool:
         return w.today == self.today and w.now < self.until
@@ -190,8 +197,9 @@ class Gate:
         self._locked_left = 0
         self._refused_in_a_row = 0
         # How admissions went: "one_trip", "one_trip_refused" (a fact had moved), "locked";
-        # and how many locked ones decided on the facts kept from the previous one
-        # ("kept_facts") or found them moved and read them again ("kept_facts_moved").
+        # and how many locked ones decided on the facts kept from the previous one, because
+        # no other connection had committed ("kept_facts_quiet") or the fact counter had not
+        # moved ("kept_facts"), or found them moved and read them again ("kept_facts_moved").
         self.paths: Counter[str] = Counter()
 
     def admit(self, request: TaskRequest) -> Admission:
@@ -213,7 +221,7 @@ class Gate:
                 if self._locked_left <= 0:
                     tx.read_after = w  # the next admission may then go in one round trip
         if tx.fresh is not None:
-            self._remember(tx.fresh, w)
+            self._remember(tx.fresh, w, tx)
         return admission
 
     def _admit(
@@ -251,7 +259,19 @@ class Gate:
         (the fact counter is where that admission left it, and the attempt holds nothing);
         otherwise, and on PostgreSQL's locked path, the facts read afresh."""
         known = self._known
-        if self._reuse_facts and known is not None and not request.approved and known.valid_at(w):
+        if not self._reuse_facts:
+            return tx.snapshot(w, request.task_id, request.attempt)
+        quiet = tx.data_version()
+        if known is not None and not request.approved and known.valid_at(w):
+            if (
+                request.fresh_id
+                and known.connection == tx.connection
+                and known.data_version == quiet
+            ):
+                # This connection left them and no other has committed since: nothing can
+                # have moved, and a task id drawn a moment ago holds nothing.
+                self.paths["kept_facts_quiet"] += 1
+                return known.snapshot
             version, own = tx.probe(request.task_id, request.attempt)
             if version == known.snapshot.version and not own:
                 self.paths["kept_facts"] += 1
@@ -284,7 +304,7 @@ class Gate:
             with self.ledger.admission() as tx:
                 written = tx.checked_write(rows, known.snapshot.version, w)
             if tx.fresh is not None:
-                self._remember(tx.fresh, w)
+                self._remember(tx.fresh, w, tx)
             if written:
                 self.paths["one_trip"] += 1
                 if tries == 0:
@@ -299,11 +319,11 @@ class Gate:
         self._locked_left = LOCKED_AFTER_MISS
         return None
 
-    def _remember(self, snapshot: Snapshot, w: Windows) -> None:
+    def _remember(self, snapshot: Snapshot, w: Windows, tx: AdmissionTx) -> None:
         until = datetime.max
         if snapshot.hour_oldest is not None:
             until = snapshot.hour_oldest + ROLLING_HOUR
-        self._known = KnownFacts(snapshot, w.today, until)
+        self._known = KnownFacts(snapshot, w.today, until, tx.connection, tx.seen_data_version)
 
     def _build(
         self,

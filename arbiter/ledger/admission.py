@@ -18,6 +18,7 @@ same transaction.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import threading
 import weakref
@@ -56,6 +57,7 @@ PG_LOCK_NO_FLUSH = (
 # SQLite: admissions have a connection of their own (see AdmissionConnections).
 SQLITE_NO_FLUSH = "PRAGMA synchronous=NORMAL"
 SQLITE_NO_AUTO_CHECKPOINT = "PRAGMA wal_autocheckpoint=0"  # the Checkpointer's job
+SQLITE_DATA_VERSION = "PRAGMA data_version"
 
 
 class AdmissionStatements:
@@ -91,15 +93,17 @@ class AdmissionStatements:
 class _Held:
     """One thread's admission connection, and the process that opened it."""
 
-    __slots__ = ("__weakref__", "driver", "pid", "proxied")
+    __slots__ = ("__weakref__", "driver", "pid", "proxied", "serial")
 
     def __init__(self, proxied: PoolProxiedConnection) -> None:
         self.pid = os.getpid()
         self.proxied = proxied
         self.driver: Any = proxied.driver_connection
+        self.serial = next(_SERIALS)
 
 
 _INHERITED: list[_Held] = []
+_SERIALS = itertools.count(1)
 
 
 class AdmissionConnections:
@@ -130,10 +134,14 @@ class AdmissionConnections:
 
     def get(self) -> Any:
         """This thread's admission connection (the driver's), a new one after a fork."""
+        return self.held().driver
+
+    def held(self) -> _Held:
+        """This thread's admission connection, with its serial number."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is not None:
             if held.pid == os.getpid():
-                return held.driver
+                return held
             # Inherited through fork: the parent still talks on it. Keep it referenced so
             # that nothing here ever closes it (PostgreSQL's goodbye would end the
             # parent's session too).
@@ -146,7 +154,7 @@ class AdmissionConnections:
             held.driver.execute(SQLITE_NO_AUTO_CHECKPOINT)
         self._local.held = held
         self._all.add(held)
-        return held.driver
+        return held
 
     def discard(self) -> None:
         """Close this thread's connection after an error left it unusable."""
@@ -184,9 +192,13 @@ class AdmissionTx:
     ``request_approval`` are sent with ``COMMIT``.
     """
 
-    def __init__(self, statements: AdmissionStatements, raw: Any) -> None:
+    def __init__(self, statements: AdmissionStatements, raw: Any, connection: int = -1) -> None:
         self._s = statements
         self._raw = raw
+        # Which admission connection this runs on (a number unique in the process), and
+        # the data_version read on it (SQLite).
+        self.connection = connection
+        self.seen_data_version: int | None = None
         self._begun = False
         self._queued: list[tuple[Prepared, Any]] = []
         # PostgreSQL: read the facts again after the writes, before COMMIT, for the gate's
@@ -256,6 +268,12 @@ class AdmissionTx:
         params = prepared.params({"task_id": task_id, "attempt": attempt})
         version, own = self._run(prepared, params).fetchone()
         return int(version), int(own)
+
+    def data_version(self) -> int:
+        """SQLite: this connection's data_version, which moves whenever another connection
+        commits (its own commits and checkpoints leave it)."""
+        self.seen_data_version = int(self._raw.execute(SQLITE_DATA_VERSION).fetchone()[0])
+        return self.seen_data_version
 
     def version(self) -> int:
         """The fact counter as this transaction sees it (after its own writes)."""

@@ -139,7 +139,8 @@ class Ledger:
         """
         dbapi = self.engine.dialect.loaded_dbapi
         with translate_errors(self.url, dbapi), self._hold_writer_lock():
-            tx = AdmissionTx(self._admission_statements, self._admissions.get())
+            held = self._admissions.held()
+            tx = AdmissionTx(self._admission_statements, held.driver, held.serial)
             try:
                 tx.open()
                 yield tx

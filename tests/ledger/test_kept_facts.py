@@ -12,6 +12,7 @@ last ones check that kept facts always equal a fresh read.
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -50,7 +51,7 @@ def ledgers(database_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Led
 
 def kept(gate: Gate) -> int:
     """Admissions decided on kept facts (one round trip on PostgreSQL)."""
-    return gate.paths["one_trip"] + gate.paths["kept_facts"]
+    return gate.paths["one_trip"] + gate.paths["kept_facts"] + gate.paths["kept_facts_quiet"]
 
 
 def moved(gate: Gate) -> int:
@@ -203,7 +204,7 @@ def test_kept_facts_always_equal_a_fresh_read(
     kinds = ["summarise"] * 6 + ["slow", "review", "unpriced", "research"]
     checked = 0
     for n in range(160):
-        changes: dict[str, Any] = {"kind": rng.choice(kinds)}
+        changes: dict[str, Any] = {"kind": rng.choice(kinds), "fresh_id": rng.random() < 0.5}
         if rng.random() < 0.2:
             changes["confidential"] = True  # a local route: held, but no cloud call
         if rng.random() < 0.1:
@@ -274,3 +275,55 @@ def test_an_admission_that_does_not_commit_leaves_no_kept_facts(
     assert facts["budget"]["daily_spend_usd"] == pytest.approx(NANO_ESTIMATE)  # "first" only
     mine.close()
     other.close()
+
+
+@pytest.fixture
+def sqlite_ledgers(sqlite_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
+    mine = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    mine.upgrade()
+    other = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    yield mine, other
+    mine.close()
+    other.close()
+
+
+def test_sqlite_fresh_ids_skip_the_counter_while_no_other_connection_commits(
+    sqlite_ledgers: tuple[Ledger, Ledger],
+) -> None:
+    """A burst of tasks whose ids `submit` has just drawn, with nothing else writing, is
+    decided on kept facts without reading the counter; the first commit by anything else
+    sends the next admission back to the counter (or a full read)."""
+    mine, other = sqlite_ledgers
+    gate = make_gate(mine, cap=1.0)
+    for n in range(3):
+        gate.admit(request(f"f{n}", fresh_id=True))
+    assert gate.paths["kept_facts_quiet"] == 2
+    other.add_topic("rivals' pricing")  # another connection commits
+    gate.admit(request("f3", fresh_id=True))
+    assert gate.paths["kept_facts_quiet"] == 2 and gate.paths["kept_facts_moved"] == 1
+    facts = facts_of(mine, "f3")
+    assert facts["research"]["backlog"] == 1
+    assert facts["budget"]["daily_spend_usd"] == pytest.approx(3 * NANO_ESTIMATE)
+    gate.admit(request("f4", fresh_id=True))
+    assert gate.paths["kept_facts_quiet"] == 3
+    # An id the caller chose may have been admitted before: the counter and the attempt's
+    # own holds are read.
+    gate.admit(request("f4"))
+    assert gate.paths["kept_facts_quiet"] == 3 and gate.paths["kept_facts_moved"] == 2
+    assert mine.budget_facts()["daily_spend_usd"] == pytest.approx(5 * NANO_ESTIMATE)
+
+
+def test_sqlite_facts_kept_by_another_threads_connection_are_checked(
+    sqlite_ledgers: tuple[Ledger, Ledger],
+) -> None:
+    mine, _ = sqlite_ledgers
+    gate = make_gate(mine, cap=1.0)
+    gate.admit(request("main-1", fresh_id=True))
+    worker = threading.Thread(target=gate.admit, args=(request("thread-1", fresh_id=True),))
+    worker.start()
+    worker.join()
+    gate.admit(request("main-2", fresh_id=True))
+    # The thread's admission used its own connection: kept facts from the main thread's
+    # were checked against the counter there, and the thread's against it here.
+    assert gate.paths["kept_facts_quiet"] == 0 and gate.paths["kept_facts"] == 2
+    assert facts_of(mine, "main-2")["budget"]["daily_spend_usd"] == pytest.approx(2 * NANO_ESTIMATE)
