@@ -258,9 +258,9 @@ class Gate:
         """SQLite: the facts the previous admission left, when nothing has moved them since
         (the fact counter is where that admission left it, and the attempt holds nothing);
         otherwise, and on PostgreSQL's locked path, the facts read afresh."""
-        known = self._known
         if not self._reuse_facts:
             return tx.snapshot(w, request.task_id, request.attempt)
+        known = self._known
         quiet = tx.data_version()
         if known is not None and not request.approved and known.valid_at(w):
             if (

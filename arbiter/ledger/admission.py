@@ -64,8 +64,8 @@ class AdmissionStatements:
     """The admission's statements, compiled for one dialect.
 
     ``flush_on_commit`` False (the default durability, ``before_call``): the admission's
-    COMMIT does not wait for the disk (SQLite ``synchronous=NORMAL`` for that transaction,
-    PostgreSQL ``synchronous_commit=off``). It is as safe as the ordinary commit against a
+    COMMIT does not wait for the disk (SQLite ``synchronous=NORMAL`` on the admission
+    connections, PostgreSQL ``synchronous_commit=off`` for that transaction). It is as safe as the ordinary commit against a
     process crash; the disk flush comes with the worker's pre-call commit, which is
     synchronous and makes everything logged before it durable too (one WAL, in order).
     """
@@ -95,11 +95,19 @@ class _Held:
 
     __slots__ = ("__weakref__", "driver", "pid", "proxied", "serial")
 
-    def __init__(self, proxied: PoolProxiedConnection) -> None:
+    def __init__(self, engine: Engine) -> None:
         self.pid = os.getpid()
-        self.proxied = proxied
-        self.driver: Any = proxied.driver_connection
+        self.proxied, self.driver = _detached(engine)
         self.serial = next(_SERIALS)
+
+
+def _detached(engine: Engine) -> tuple[PoolProxiedConnection, Any]:
+    """A new connection of the engine's, taken out of its pool; and its driver connection
+    (which the proxy no longer hands out once detached)."""
+    proxied = engine.raw_connection()
+    driver = proxied.driver_connection
+    proxied.detach()
+    return proxied, driver
 
 
 _INHERITED: list[_Held] = []
@@ -127,10 +135,7 @@ class AdmissionConnections:
             self.checkpointer = Checkpointer(self._checkpoint_connection)
 
     def _checkpoint_connection(self) -> Any:
-        proxied = self._engine.raw_connection()
-        driver = proxied.driver_connection  # gone from the proxy once detached
-        proxied.detach()
-        return driver
+        return _detached(self._engine)[1]
 
     def get(self) -> Any:
         """This thread's admission connection (the driver's), a new one after a fork."""
@@ -146,8 +151,7 @@ class AdmissionConnections:
             # that nothing here ever closes it (PostgreSQL's goodbye would end the
             # parent's session too).
             _INHERITED.append(held)
-        held = _Held(self._engine.raw_connection())
-        held.proxied.detach()
+        held = _Held(self._engine)
         if not self._statements.postgres:
             if not self._statements.flush_on_commit:
                 held.driver.execute(SQLITE_NO_FLUSH)
