@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,15 +39,29 @@ def clock() -> ManualClock:
     return ManualClock(datetime(2026, 3, 10, 13, 30, tzinfo=UTC))  # 14:30 in Paris
 
 
+@contextmanager
+def two_ledgers(url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
+    """The gate's ledger and another process's, on the same database."""
+    mine = Ledger(url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    mine.upgrade()
+    other = Ledger(url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    try:
+        yield mine, other
+    finally:
+        mine.close()
+        other.close()
+
+
 @pytest.fixture
 def ledgers(database_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
-    """The gate's ledger and another process's, on the same database."""
-    mine = Ledger(database_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
-    mine.upgrade()
-    other = Ledger(database_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
-    yield mine, other
-    mine.close()
-    other.close()
+    with two_ledgers(database_url, clock) as pair:
+        yield pair
+
+
+@pytest.fixture
+def sqlite_ledgers(sqlite_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
+    with two_ledgers(sqlite_url, clock) as pair:
+        yield pair
 
 
 def kept(gate: Gate) -> int:
@@ -245,14 +260,12 @@ def test_each_admission_leaves_the_counter_where_its_kept_facts_say(
 
 
 def test_an_admission_that_does_not_commit_leaves_no_kept_facts(
-    sqlite_url: str, clock: ManualClock, monkeypatch: pytest.MonkeyPatch
+    sqlite_ledgers: tuple[Ledger, Ledger], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """SQLite: facts computed for a write that rolled back must not be reused, even once
     the counter has moved by as much as that write would have moved it. (PostgreSQL's
     one-round-trip write commits in its own pipeline and keeps nothing when that fails.)"""
-    mine = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
-    mine.upgrade()
-    other = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
+    mine, other = sqlite_ledgers
     gate = make_gate(mine)
     gate.admit(request("first"))
     from arbiter.ledger.admission import AdmissionTx
@@ -273,18 +286,6 @@ def test_an_admission_that_does_not_commit_leaves_no_kept_facts(
     facts = facts_of(mine, "next")
     assert facts["research"]["backlog"] == 1
     assert facts["budget"]["daily_spend_usd"] == pytest.approx(NANO_ESTIMATE)  # "first" only
-    mine.close()
-    other.close()
-
-
-@pytest.fixture
-def sqlite_ledgers(sqlite_url: str, clock: ManualClock) -> Iterator[tuple[Ledger, Ledger]]:
-    mine = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
-    mine.upgrade()
-    other = Ledger(sqlite_url, timezone=ZONE, clock=clock, reservation_ttl_s=600)
-    yield mine, other
-    mine.close()
-    other.close()
 
 
 def test_sqlite_fresh_ids_skip_the_counter_while_no_other_connection_commits(
