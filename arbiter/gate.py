@@ -1,53 +1,44 @@
-"""The pre-dispatch gate: facts → decision → reservation → audit record, in one transaction.
+"""The pre-dispatch gate: facts → decision → reservation → audit record.
 
-``Gate.admit`` runs inside the ledger's serialized transaction: it reads the budget, asks
-the policy, prices the route, and — when the verdict admits the task — holds a reservation
-sized by the route's upper bound, then writes the decision record and the task row. Two
-admissions anywhere (other processes, other machines on PostgreSQL) never interleave, so a
-cap written in a rule holds exactly.
+``decide`` is a pure function: the request, the snapshot of facts, the policy, the prices
+and the host facts go in; the admission and the rows that record it come out. ``Gate``
+runs it inside the ledger's serialized transaction (``arbiter.ledger.admission`` says
+why that keeps every cap exact).
 
-Choices worth knowing:
+What the gate decides itself, whatever the policy says:
 
-- A throttled task's reservation is taken now, at decision time, and held through its
-  delay (its deadline is the TTL plus the delay). The rules admitted it against today's
-  budget; reserving later would let the budget move under a decision already made.
-- A cloud route without a price is never dispatched: the decision is recorded as a deny
-  (decided by ``prices``) whose reason names the price file.
-- When the kill switch is on, the verdict is ``halt`` (decided by ``system.halted``)
-  whatever the policy says; ``system.halted`` is a fact the rules see too.
-- The gate returns deny and halt as an ``Admission``; the Celery router raises for them.
-- Rules see the strategy's route; a ``Reroute`` is priced (and reserved) at its own price,
-  but rules did not see that price. Caps on ``route.estimated_cost_usd`` should not reroute
-  to dearer models.
-- An unreachable ledger raises ``LedgerUnavailable``: nothing is admitted without a record.
+- A route nobody can price is refused (decided by ``prices``).
+- A ``Reroute`` is priced at the model it reroutes to, and the rules run a second time
+  with that price as ``route.estimated_cost_usd``; the more severe verdict of the two
+  stands, so a cap rule sees the cost the reservation will hold.
+- ``max_tokens`` above the route model's output limit is refused (``output limit``).
+- A confidential task is never admitted (nor parked) for a route off the studio's
+  machines: the gate records a deny decided by ``confidential``, naming the rule or
+  strategy branch that tried it.
+- When the kill switch is on, the verdict is ``halt`` (decided by ``system.halted``).
+- A throttled task's reservation is taken now and held through its delay.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from arbiter.errors import PriceMissing
 from arbiter.lang.decision import Decision, TraceStep
 from arbiter.lang.policy import Policy
 from arbiter.ledger import Ledger
-from arbiter.ledger.admission import AdmissionTx
 from arbiter.ledger.budget import Snapshot
 from arbiter.ledger.decisions import AdmissionRows, admission_rows
 from arbiter.ledger.models import NANO
-from arbiter.ledger.prices import PriceTable
-from arbiter.ledger.windows import ROLLING_HOUR, Clock, Windows, time_facts, to_db, windows
+from arbiter.ledger.prices import Price, PriceTable
+from arbiter.ledger.windows import Clock, time_facts, to_db, windows
 
 ADMITTED = frozenset({"proceed", "throttle"})
-# One-round-trip admissions: tries before the locked path; admissions in a row whose first
-# try was refused before the gate concludes that other writers are busy; and how many
-# locked admissions it then makes before trying again.
-ONE_TRIP_TRIES = 2
-REFUSED_IN_A_ROW = 2
-LOCKED_AFTER_MISS = 8
+SEVERITY = {"proceed": 0, "throttle": 1, "approval": 2, "deny": 3, "halt": 4}
 TASK_STATUS = {
     "proceed": "queued",
     "throttle": "queued",
@@ -55,19 +46,7 @@ TASK_STATUS = {
     "deny": "blocked",
     "halt": "blocked",
 }
-
-
-def gate_decision(
-    verdict: str,
-    route: dict[str, Any] | None,
-    candidate: str | None,
-    decided_by: str,
-    reason: str,
-    check: str,
-) -> Decision:
-    """A decision the gate makes itself (a missing price, the kill switch)."""
-    trace = (TraceStep(check, verdict == "proceed", reason),)
-    return Decision(verdict, route, candidate, decided_by, reason, None, (), trace)
+HostFacts = Mapping[str, Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -76,7 +55,7 @@ class TaskRequest:
 
     task_id: str
     kind: str
-    estimated_tokens: int
+    estimated_tokens: int  # the input bound (see arbiter.bound), not a guess
     max_tokens: int
     confidential: bool = False
     source: str | None = None
@@ -88,9 +67,6 @@ class TaskRequest:
     local_confidence: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)
     approved: bool = False
-    # The task id was made by this process a moment ago (a uuid4 `submit` drew): nothing
-    # can be held for it yet.
-    fresh_id: bool = False
 
     def facts(self) -> dict[str, Any]:
         """The ``task`` facts of the policy language."""
@@ -132,39 +108,244 @@ class Admission:
         return self.verdict in ADMITTED
 
 
-@dataclass(frozen=True, slots=True)
-class KnownFacts:
-    """Facts read at the end of an admission, and how long time alone leaves them true.
+@dataclass(frozen=True)
+class Context:
+    """What ``decide`` needs besides the request and the snapshot."""
 
-    Only a write can change them before ``until`` (when the rolling hour's oldest call
-    drops out) or the end of the local day ``today``; every write moves the ledger's fact
-    counter, which the one-round-trip admission checks under the lock.
-    """
-
-    snapshot: Snapshot
-    today: date
-    until: datetime  # naive UTC
-    # SQLite: the admission connection that left them, and its data_version then (which
-    # moves when any other connection commits).
-    connection: int = -1
-    data_version: int | None = None
-
-    def valid_at(self, w: Windows) -> bool:
-        return w.today == self.today and w.now < self.until
+    policy: Policy
+    prices: PriceTable
+    host: HostFacts
+    now: datetime
+    zone: ZoneInfo
+    reservation_ttl: timedelta
+    queues: Mapping[str, str]
+    granted: bool = False  # a person granted this parked task: "approval" is waived
 
 
-@dataclass
-class _Priced:
-    """What the enrich hook saw: the route it priced, or the price it could not find."""
+def gate_decision(
+    verdict: str,
+    route: dict[str, Any] | None,
+    decided_by: str,
+    reason: str,
+    base: Decision | None = None,
+) -> Decision:
+    """A decision the gate makes itself, keeping what the policy fired and traced."""
+    step = TraceStep(decided_by, verdict == "proceed", reason)
+    if base is None:
+        return Decision(verdict, route, None, decided_by, reason, None, (), (step,))
+    return Decision(
+        verdict, route, base.candidate, decided_by, reason, None, base.fired, (*base.trace, step)
+    )
 
-    route: dict[str, Any] | None = None
-    missing: PriceMissing | None = None
-    key: tuple[Any, Any, Any] | None = None  # (provider, model, tier) of ``route``
-    amount: int = 0  # its reservation, nano-dollars
+
+def decide(request: TaskRequest, snap: Snapshot, ctx: Context) -> tuple[Admission, AdmissionRows]:
+    """The admission of ``request`` on the facts ``snap``, and the rows that record it."""
+    version = str(ctx.policy.version)
+    facts: dict[str, Any] = {
+        "task": request.facts(),
+        "budget": dict(snap.budget),
+        "research": dict(snap.research),
+        "local": dict(ctx.host.get("local") or {}),
+        "cloud": dict(ctx.host.get("cloud") or {}),
+        "time": time_facts(ctx.now, ctx.zone),
+        "system": {"halted": snap.halted, "policy_version": version},
+    }
+    decision, amount = _policy_decision(request, facts, ctx)
+    decision = _gate_checks(request, snap, decision, ctx.prices)
+    verdict = str(decision.verdict)
+    route = dict(decision.route) if decision.route is not None else None
+    tier = str(route["tier"]) if route and route.get("tier") else None
+    queue = _queue(route, tier, ctx.queues)
+    countdown = float(decision.retry_after_s or 0) if verdict == "throttle" else None
+    reservation: dict[str, Any] | None = None
+    if verdict not in ADMITTED or route is None:
+        amount = 0
+    else:
+        reservation = {
+            "amount_nusd": amount,
+            "tokens": max(0, request.estimated_tokens) + max(0, request.max_tokens),
+            "tier": tier or "local",
+            "provider": str(route.get("provider") or ""),
+            "model": str(route.get("model") or ""),
+            "expires_at": to_db(ctx.now + ctx.reservation_ttl + timedelta(seconds=countdown or 0)),
+        }
+    task_row = {
+        "kind": request.kind,
+        "source": request.source,
+        "status": TASK_STATUS.get(verdict, "blocked"),
+        "queue": queue,
+        "payload": request.payload,
+        "error": None if verdict in ADMITTED else decision.reason,
+        "confidential": request.confidential,
+        "depth": request.depth,
+        "topic": request.topic,
+    }
+    decision_row = {
+        "policy_version": version,
+        "verdict": verdict,
+        "route": route,
+        "candidate": decision.candidate,
+        "decided_by": decision.decided_by,
+        "reason": decision.reason,
+        "retry_after_s": decision.retry_after_s if verdict == "throttle" else None,
+        "reserved_nusd": amount,
+        "facts": facts,
+        "trace": [step.to_dict() for step in decision.trace],
+    }
+    rows = admission_rows(
+        request.task_id, request.attempt, to_db(ctx.now), reservation, task_row, decision_row
+    )
+    admission = Admission(
+        task_id=request.task_id,
+        attempt=request.attempt,
+        decision=decision,
+        verdict=verdict,
+        route=route,
+        tier=tier,
+        queue=queue,
+        countdown_s=countdown,
+        reserved_usd=amount / NANO,
+        parked=verdict == "approval",
+        policy_version=version,
+    )
+    return admission, rows
 
 
-def _price_key(route: Mapping[str, Any]) -> tuple[Any, Any, Any]:
-    return route.get("provider"), route.get("model"), route.get("tier")
+def _price(prices: PriceTable, route: Mapping[str, Any]) -> Price:
+    tier = route.get("tier")
+    return prices.price(
+        str(route.get("provider") or ""),
+        str(route.get("model") or ""),
+        str(tier) if tier is not None else None,
+    )
+
+
+def _bound_nusd(prices: PriceTable, route: Mapping[str, Any], request: TaskRequest) -> int:
+    return PriceTable.estimate_nusd(
+        _price(prices, route), request.estimated_tokens, request.max_tokens
+    )
+
+
+def _policy_decision(
+    request: TaskRequest, facts: dict[str, Any], ctx: Context
+) -> tuple[Decision, int]:
+    """The policy's decision, and the reservation (nano-dollars) its final route needs."""
+    waive = frozenset({"approval"}) if ctx.granted else frozenset()
+    seen: dict[str, Any] = {}
+
+    def enrich(route: dict[str, Any]) -> dict[str, Any]:
+        try:
+            cost = _bound_nusd(ctx.prices, route, request)
+        except PriceMissing as exc:
+            seen["missing"] = exc
+            raise
+        seen["route"], seen["cost"] = route, cost
+        extra = {"estimated_cost_usd": cost / NANO}
+        facts["route"] = {**route, **extra}  # the record shows the route the rules saw
+        return extra
+
+    try:
+        decision = ctx.policy.decide(facts, enrich=enrich, waive=waive)
+    except PriceMissing as exc:
+        return _refusal(exc, None), 0
+    if "missing" in seen:  # the language swallows enrich errors; the refusal stands
+        return _refusal(seen["missing"], decision), 0
+    route = decision.route
+    if not route:
+        return decision, 0
+    if "route" in seen and _same_model(route, seen["route"]):
+        return decision, int(seen["cost"])
+    # A Reroute: price it, and run the rules again with that price.
+    try:
+        cost = _bound_nusd(ctx.prices, route, request)
+    except PriceMissing as exc:
+        return _refusal(exc, decision), 0
+    again = ctx.policy.decide(
+        facts, enrich=lambda _: {"estimated_cost_usd": cost / NANO}, waive=waive
+    )
+    note = TraceStep(
+        "rules at the rerouted price",
+        SEVERITY[again.verdict] <= SEVERITY[decision.verdict],
+        f"{route.get('provider')}/{route.get('model')} reserves {cost / NANO:.9f} USD; "
+        f"the rules then say {again.verdict}",
+    )
+    if SEVERITY[again.verdict] > SEVERITY[decision.verdict]:
+        decision = Decision(
+            again.verdict,
+            decision.route,
+            decision.candidate,
+            again.decided_by,
+            again.reason,
+            again.retry_after_s,
+            decision.fired + again.fired,
+            (*decision.trace, note, *again.trace),
+        )
+    else:
+        decision = Decision(
+            decision.verdict,
+            decision.route,
+            decision.candidate,
+            decision.decided_by,
+            decision.reason,
+            decision.retry_after_s,
+            decision.fired,
+            (*decision.trace, note),
+        )
+    return decision, cost
+
+
+def _same_model(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("tier", "provider", "model"))
+
+
+def _refusal(missing: PriceMissing, base: Decision | None) -> Decision:
+    return gate_decision("deny", None, "prices", str(missing), base)
+
+
+def _gate_checks(
+    request: TaskRequest, snap: Snapshot, decision: Decision, prices: PriceTable
+) -> Decision:
+    """The gate's own refusals, applied to whatever the policy decided."""
+    route = dict(decision.route) if decision.route is not None else None
+    if snap.halted and decision.verdict != "halt":
+        reason = f"the system is halted: {snap.halt_reason or 'no reason given'}"
+        return gate_decision("halt", route, "system.halted", reason, decision)
+    if route is None or decision.verdict not in (*ADMITTED, "approval"):
+        return decision
+    where = f"{route.get('provider')}/{route.get('model')}"
+    if request.confidential and route.get("tier") != "local":
+        reason = (
+            f"task {request.task_id} is confidential and may not leave the studio's machines, "
+            f"but {_who_routed(decision)} sent it to {where} ({route.get('tier')}); "
+            "route confidential work to a local model"
+        )
+        return gate_decision("deny", None, "confidential", reason, decision)
+    limit = _price(prices, route).max_output
+    if limit is not None and request.max_tokens > limit:
+        reason = (
+            f"max_tokens {request.max_tokens:,} is above the output limit of {where} "
+            f"({limit:,} tokens); ask for at most {limit:,}"
+        )
+        return gate_decision("deny", None, "output limit", reason, decision)
+    return decision
+
+
+def _who_routed(decision: Decision) -> str:
+    for fired in decision.fired:
+        if fired.action == "Reroute":
+            return f"rule {fired.rule} (Reroute)"
+    if decision.candidate:
+        return f"the routing strategy's {decision.candidate} branch"
+    return "the routing strategy"
+
+
+def _queue(route: dict[str, Any] | None, tier: str | None, queues: Mapping[str, str]) -> str | None:
+    if route is None:
+        return None
+    named = route.get("queue")
+    if isinstance(named, str) and named:
+        return named
+    return queues.get(tier or "local")
 
 
 class Gate:
@@ -175,7 +356,7 @@ class Gate:
         ledger: Ledger,
         policy_provider: Callable[[], Policy],
         prices: PriceTable,
-        host_facts: Callable[[], Mapping[str, Mapping[str, Any]]] | None = None,
+        host_facts: Callable[[], HostFacts] | None = None,
         clock: Clock | None = None,
         *,
         queues: Mapping[str, str] | None = None,
@@ -189,309 +370,26 @@ class Gate:
         self.host_facts = host_facts or (lambda: {})
         self.clock: Clock = clock or ledger.clock
         self.queues = {"local": "local", "cloud": "cloud", **(queues or {})}
-        # PostgreSQL admissions may go in one round trip (see ``_admit_in_one_trip``); SQLite
-        # ones keep the facts they leave behind for the next (see ``_locked_snapshot``).
-        self._one_trip = ledger.dialect == "postgresql"
-        self._reuse_facts = not self._one_trip
-        self._known: KnownFacts | None = None
-        self._locked_left = 0
-        self._refused_in_a_row = 0
-        # How admissions went: "one_trip", "one_trip_refused" (a fact had moved), "locked";
-        # and how many locked ones decided on the facts kept from the previous one, because
-        # no other connection had committed ("kept_facts_quiet") or the fact counter had not
-        # moved ("kept_facts"), or found them moved and read them again ("kept_facts_moved").
-        self.paths: Counter[str] = Counter()
 
     def admit(self, request: TaskRequest) -> Admission:
         """Decide, reserve when admitted, park when approval is needed, and record it all."""
         policy = self.policy_provider()
         # Host probes may touch the network: gather them before taking the ledger's lock.
         host = self.host_facts()
-        if self._one_trip and not request.approved and self._locked_left <= 0:
-            admission = self._admit_in_one_trip(policy, host, request)
-            if admission is not None:
-                return admission
         with self.ledger.admission() as tx:
             now = self.clock()
-            w = windows(now, self.ledger.zone)
-            admission = self._admit(tx, policy, host, request, now, w)
-            self.paths["locked"] += 1
-            if self._one_trip:
-                self._locked_left -= 1
-                if self._locked_left <= 0:
-                    tx.read_after = w  # the next admission may then go in one round trip
-        if tx.fresh is not None:
-            self._remember(tx.fresh, w, tx)
-        return admission
-
-    def _admit(
-        self,
-        tx: AdmissionTx,
-        policy: Policy,
-        host: Mapping[str, Mapping[str, Any]],
-        request: TaskRequest,
-        now: datetime,
-        w: Windows,
-    ) -> Admission:
-        """The locked path: read the facts under the lock, decide, write."""
-        snap = self._locked_snapshot(tx, request, w)
-        if snap.own_held:
-            # The same attempt passing the gate again replaces its earlier admission (the
-            # snapshot already leaves that hold out).
-            tx.close_held(
-                request.task_id, request.attempt, "released", "admitted again", to_db(now)
-            )
-        waive: frozenset[str] = frozenset()
-        if request.approved and tx.is_granted(request.task_id):
-            waive = frozenset({"approval"})
-        admission, rows = self._build(policy, host, request, snap, now, waive)
-        tx.write(rows)
-        if admission.parked:
-            tx.request_approval(request.task_id, admission.decision.reason, to_db(now))
-        if self._reuse_facts:
-            # Kept only once the transaction has committed (see ``admit``): facts of a write
-            # that rolled back could match a counter that others move later.
-            tx.fresh = snap.after(rows.reservation, request.kind, tx.version())
-        return admission
-
-    def _locked_snapshot(self, tx: AdmissionTx, request: TaskRequest, w: Windows) -> Snapshot:
-        """SQLite: the facts the previous admission left, when nothing has moved them since
-        (the fact counter is where that admission left it, and the attempt holds nothing);
-        otherwise, and on PostgreSQL's locked path, the facts read afresh."""
-        if not self._reuse_facts:
-            return tx.snapshot(w, request.task_id, request.attempt)
-        known = self._known
-        quiet = tx.data_version()
-        if known is not None and not request.approved and known.valid_at(w):
-            if (
-                request.fresh_id
-                and known.connection == tx.connection
-                and known.data_version == quiet
-            ):
-                # This connection left them and no other has committed since: nothing can
-                # have moved, and a task id drawn a moment ago holds nothing.
-                self.paths["kept_facts_quiet"] += 1
-                return known.snapshot
-            version, own = tx.probe(request.task_id, request.attempt)
-            if version == known.snapshot.version and not own:
-                self.paths["kept_facts"] += 1
-                return known.snapshot
-            self.paths["kept_facts_moved"] += 1
-        return tx.snapshot(w, request.task_id, request.attempt)
-
-    def _admit_in_one_trip(
-        self, policy: Policy, host: Mapping[str, Mapping[str, Any]], request: TaskRequest
-    ) -> Admission | None:
-        """PostgreSQL: decide from the facts the last admission read, write in one trip.
-
-        The write happens only if no fact has changed since (the ledger's fact counter,
-        which triggers move on every change, is where it was) and the attempt holds
-        nothing; the same round trip reads the facts again. A refused write is retried
-        once with those facts. When that fails too, or first tries keep being refused (a
-        worker settles between every two admissions, other gates race), the locked path
-        takes over for ``LOCKED_AFTER_MISS`` admissions: its two round trips then cost
-        less than a refused try and a retry. None means: take the locked path.
-        """
-        for tries in range(ONE_TRIP_TRIES):
-            now = self.clock()
-            w = windows(now, self.ledger.zone)
-            known = self._known
-            if known is None or not known.valid_at(w):
-                return None
-            admission, rows = self._build(policy, host, request, known.snapshot, now)
+            snap = tx.snapshot(windows(now, self.ledger.zone), request.task_id, request.attempt)
+            stamp = to_db(now)
+            if snap.own_held:
+                # The same attempt passing the gate again replaces its earlier admission.
+                tx.close_held(request.task_id, request.attempt, "released", "admitted again", stamp)
+            granted = request.approved and tx.is_granted(request.task_id)
+            ctx = Context(
+                policy, self.prices, host, now, self.ledger.zone,
+                self.ledger.reservation_ttl, self.queues, granted,
+            )  # fmt: skip
+            admission, rows = decide(request, snap, ctx)
+            tx.write(rows)
             if admission.parked:
-                return None  # parking writes an approval too: the locked path does that
-            with self.ledger.admission() as tx:
-                written = tx.checked_write(rows, known.snapshot.version, w)
-            if tx.fresh is not None:
-                self._remember(tx.fresh, w, tx)
-            if written:
-                self.paths["one_trip"] += 1
-                if tries == 0:
-                    self._refused_in_a_row = 0
-                return admission
-            self.paths["one_trip_refused"] += 1
-            if tries == 0:
-                self._refused_in_a_row += 1
-                if self._refused_in_a_row >= REFUSED_IN_A_ROW:
-                    break
-        self._refused_in_a_row = 0
-        self._locked_left = LOCKED_AFTER_MISS
-        return None
-
-    def _remember(self, snapshot: Snapshot, w: Windows, tx: AdmissionTx) -> None:
-        until = datetime.max
-        if snapshot.hour_oldest is not None:
-            until = snapshot.hour_oldest + ROLLING_HOUR
-        self._known = KnownFacts(snapshot, w.today, until, tx.connection, tx.seen_data_version)
-
-    def _build(
-        self,
-        policy: Policy,
-        host: Mapping[str, Mapping[str, Any]],
-        request: TaskRequest,
-        snap: Snapshot,
-        now: datetime,
-        waive: frozenset[str] = frozenset(),
-    ) -> tuple[Admission, AdmissionRows]:
-        """The decision on ``snap`` and the rows that record it."""
-        stamp = to_db(now)
-        version = str(policy.version)
-        facts: dict[str, Any] = {
-            "task": request.facts(),
-            "budget": dict(snap.budget),
-            "research": dict(snap.research),
-            "local": dict(host.get("local") or {}),
-            "cloud": dict(host.get("cloud") or {}),
-            "time": time_facts(now, self.ledger.zone),
-            "system": {"halted": snap.halted, "policy_version": version},
-        }
-        decision, amount_nusd = self._decide(policy, facts, waive, request)
-        if snap.halted and decision.verdict != "halt":
-            decision = gate_decision(
-                "halt",
-                _plain(decision.route),
-                decision.candidate,
-                "system.halted",
-                f"the system is halted: {snap.halt_reason or 'no reason given'}",
-                "system.halted",
-            )
-        verdict = str(decision.verdict)
-        route = _plain(decision.route)
-        tier = str(route.get("tier")) if route and route.get("tier") else None
-        queue = self._queue(route, tier)
-        countdown = float(decision.retry_after_s or 0) if verdict == "throttle" else None
-        reservation: dict[str, Any] | None = None
-        if verdict not in ADMITTED:
-            amount_nusd = 0
-        else:
-            assert route is not None
-            reservation = {
-                "amount_nusd": amount_nusd,
-                "tokens": max(0, request.estimated_tokens) + max(0, request.max_tokens),
-                "tier": tier or "local",
-                "provider": str(route.get("provider") or ""),
-                "model": str(route.get("model") or ""),
-                "expires_at": to_db(
-                    now + self.ledger.reservation_ttl + timedelta(seconds=countdown or 0)
-                ),
-            }
-        task_row, decision_row = self._rows(request, decision, version, facts, amount_nusd, queue)
-        rows = admission_rows(
-            request.task_id, request.attempt, stamp, reservation, task_row, decision_row
-        )
-        admission = Admission(
-            task_id=request.task_id,
-            attempt=request.attempt,
-            decision=decision,
-            verdict=verdict,
-            route=route,
-            tier=tier,
-            queue=queue,
-            countdown_s=countdown,
-            reserved_usd=amount_nusd / NANO,
-            parked=verdict == "approval",
-            policy_version=version,
-        )
-        return admission, rows
-
-    def _decide(
-        self,
-        policy: Policy,
-        facts: dict[str, Any],
-        waive: frozenset[str],
-        request: TaskRequest,
-    ) -> tuple[Decision, int]:
-        """The policy's decision and the reservation its route needs (nano-dollars)."""
-        priced = _Priced()
-
-        def enrich(route: dict[str, Any]) -> dict[str, Any]:
-            try:
-                cost = self._estimate_nusd(route, request)
-            except PriceMissing as exc:
-                priced.missing = exc
-                raise
-            extra = {"estimated_cost_usd": cost / NANO}
-            priced.route = {**route, **extra}
-            priced.key, priced.amount = _price_key(route), cost
-            return extra
-
-        try:
-            decision = policy.decide(facts, enrich=enrich, waive=waive)
-            route = decision.route
-            if not route:
-                amount = 0
-            elif priced.key is not None and _price_key(route) == priced.key:
-                amount = priced.amount  # the route the rules saw, priced once
-            else:
-                amount = self._estimate_nusd(route, request)  # a Reroute
-        except PriceMissing as exc:
-            # Fail closed: a route nobody can price is refused, and the refusal is recorded.
-            return self._refusal(exc), 0
-        if priced.missing is not None:
-            # The language swallowed the enrich error; the refusal still stands.
-            return self._refusal(priced.missing), 0
-        if priced.route is not None:
-            facts["route"] = priced.route  # the snapshot shows the route the rules saw
-        return decision, amount
-
-    def _refusal(self, missing: PriceMissing) -> Decision:
-        return gate_decision("deny", None, None, "prices", str(missing), "price of the route")
-
-    def _estimate_nusd(self, route: Mapping[str, Any], request: TaskRequest) -> int:
-        tier = route.get("tier")
-        price = self.prices.price(
-            str(route.get("provider") or ""),
-            str(route.get("model") or ""),
-            str(tier) if tier is not None else None,
-        )
-        return PriceTable.estimate_nusd(price, request.estimated_tokens, request.max_tokens)
-
-    def _queue(self, route: dict[str, Any] | None, tier: str | None) -> str | None:
-        if route is None:
-            return None
-        named = route.get("queue")
-        if isinstance(named, str) and named:
-            return named
-        return self.queues.get(tier or "local")
-
-    def _rows(
-        self,
-        request: TaskRequest,
-        decision: Decision,
-        version: str,
-        facts: dict[str, Any],
-        amount_nusd: int,
-        queue: str | None,
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """The task row and the decision record of one admission."""
-        verdict = str(decision.verdict)
-        task_row = {
-            "kind": request.kind,
-            "source": request.source,
-            "status": TASK_STATUS.get(verdict, "blocked"),
-            "queue": queue,
-            "payload": request.payload,
-            "error": None if verdict in ADMITTED else decision.reason,
-            "confidential": request.confidential,
-            "depth": request.depth,
-            "topic": request.topic,
-        }
-        decision_row = {
-            "policy_version": version,
-            "verdict": verdict,
-            "route": _plain(decision.route),
-            "candidate": decision.candidate,
-            "decided_by": decision.decided_by,
-            "reason": decision.reason,
-            "retry_after_s": decision.retry_after_s if verdict == "throttle" else None,
-            "reserved_nusd": amount_nusd,
-            # JSON columns: the engine's serializer turns tuples and sets into lists.
-            "facts": facts,
-            "trace": [step.to_dict() for step in decision.trace],
-        }
-        return task_row, decision_row
-
-
-def _plain(route: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return dict(route) if route is not None else None
+                tx.request_approval(request.task_id, admission.decision.reason, stamp)
+        return admission

@@ -1,5 +1,9 @@
 """One typed, frozen settings object, read from ``SOVEREIGN_*`` variables and ``.env``.
 
+Every process of a deployment finds the same ledger, broker, policy and prices from any
+current folder: relative paths (and a relative ``sqlite:///`` path) are taken from the
+deployment's folder, ``SOVEREIGN_HOME`` (see ``find_home``), whose ``.env`` is the one read.
+
 Its fields and defaults are the configuration reference (the README's table is made from
 them). Unknown ``SOVEREIGN_*`` variables are an error, so a misspelt setting is caught at
 start-up rather than silently ignored.
@@ -8,21 +12,29 @@ start-up rather than silently ignored.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from arbiter.errors import ConfigError
 
 PREFIX = "SOVEREIGN_"
 
 LocalBackendName = Literal["auto", "ollama", "openai_compat", "embedded", "fake"]
-AdmissionFlush = Literal["before_call", "before_publish"]
 
 
 class Settings(BaseSettings):
@@ -35,9 +47,19 @@ class Settings(BaseSettings):
         extra="ignore",
         frozen=True,
         populate_by_name=True,
+        # Defaults go through the validators too: relative default paths join the home.
+        validate_default=True,
     )
 
     # Where things live.
+    home: Path = Field(
+        default_factory=lambda: find_home(os.environ),
+        description=(
+            "The deployment's folder (rules/, var/, .env); relative paths are taken from it. "
+            "Unset: the nearest folder at or above the current one holding rules/*.arb, else "
+            "the checkout sovereign is installed from."
+        ),
+    )
     broker_url: str | None = Field(
         default=None,
         description="Redis URL of the broker; unset starts an embedded Valkey under var/.",
@@ -50,11 +72,11 @@ class Settings(BaseSettings):
     policy_path: Path = Field(default=Path("rules"), description="Policy file or folder (*.arb).")
     prices_path: Path = Field(default=Path("rules/prices.toml"), description="Price table.")
     timezone: str = Field(default="UTC", description="Time zone of the day and month budgets.")
-    admission_flush: AdmissionFlush = Field(
-        default="before_call",
+    private_networks: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=(),
         description=(
-            "When a decision record reaches the disk: before_call (the worker's pre-call "
-            "commit flushes it) or before_publish (the gate waits for the disk)."
+            "Networks (CIDR, comma-separated) besides loopback whose local model servers may "
+            "see confidential work."
         ),
     )
 
@@ -80,6 +102,9 @@ class Settings(BaseSettings):
     # Tasks.
     max_prompt_chars: int = Field(default=200_000, ge=1, description="Largest accepted prompt.")
     default_max_tokens: int = Field(default=1024, ge=1, description="Output cap when none given.")
+    max_output_tokens: int = Field(
+        default=32_768, ge=1, description="Largest max_tokens a task may ask for, any model."
+    )
     max_retries: int = Field(default=5, ge=0, description="Retries of a transient backend error.")
     retry_backoff_s: float = Field(default=2.0, gt=0, description="First retry delay (doubles).")
     retry_backoff_max_s: float = Field(default=300.0, gt=0, description="Longest retry delay.")
@@ -132,6 +157,23 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one model call.")
 
+    @field_validator("private_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value or ())
+        networks = []
+        for item in (str(i).strip() for i in items):
+            if not item:
+                continue
+            try:
+                networks.append(str(ipaddress.ip_network(item, strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{item!r} is not a network; write CIDRs such as 192.168.1.0/24, "
+                    "separated by commas"
+                ) from None
+        return tuple(networks)
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -142,6 +184,27 @@ class Settings(BaseSettings):
                 f"unknown time zone {value!r}; use an IANA name such as Europe/Paris"
             ) from None
         return value
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_folder(cls, value: Path) -> Path:
+        home = value.expanduser().resolve()
+        if not home.is_dir():
+            raise ValueError(
+                f"{home} is not a folder; point it at the deployment's folder, the one "
+                "holding rules/ and var/"
+            )
+        return home
+
+    @field_validator("var_dir", "policy_path", "prices_path", "secrets_file", "embedded_model_path")
+    @classmethod
+    def _path_in_home(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        return None if value is None else in_home(info.data.get("home"), value)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url_in_home(cls, value: str, info: ValidationInfo) -> str:
+        return database_url_in_home(info.data.get("home"), value)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -178,6 +241,63 @@ def read_secrets_file(path: Path) -> dict[str, str]:
     return values
 
 
+HOME_MARKER = "rules"
+_URL_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def find_home(environ: Mapping[str, str]) -> Path:
+    """The deployment's folder, the same from any current folder.
+
+    ``SOVEREIGN_HOME`` when set; else the nearest folder at or above the current one that
+    holds a policy (``rules/*.arb``); else the checkout sovereign is installed from (an
+    editable install, as ``make install`` makes); else the current folder.
+    """
+    named = environ.get(PREFIX + "HOME", "").strip()
+    if named:
+        return Path(named).expanduser().absolute()
+    checkout = Path(__file__).resolve().parent.parent
+    try:
+        here = Path.cwd()
+    except OSError:  # the current folder was deleted
+        return checkout
+    for folder in (here, *here.parents):
+        if is_home(folder):
+            return folder
+    return checkout if is_home(checkout) else here
+
+
+def is_home(folder: Path) -> bool:
+    """True for a deployment's folder: one holding a policy, ``rules/*.arb``."""
+    rules = folder / HOME_MARKER
+    try:
+        return rules.is_dir() and any(rules.glob("*.arb"))
+    except OSError:
+        return False
+
+
+def in_home(home: Path | None, path: Path) -> Path:
+    """``path`` taken from the home when it is relative (``~`` is the user's folder)."""
+    path = path.expanduser()
+    return path if path.is_absolute() or home is None else home / path
+
+
+def database_url_in_home(home: Path | None, url: str) -> str:
+    """The URL with a relative SQLite path taken from the home; anything not a URL refused."""
+    text = url.strip()
+    if not _URL_SCHEME.match(text):
+        raise ValueError(
+            f"{url!r} is not a database URL; use sqlite:///PATH (relative to SOVEREIGN_HOME) "
+            "or postgresql://USER@HOST/DB"
+        )
+    scheme, rest = text.split("://", 1)
+    if not scheme.lower().startswith("sqlite") or not rest.startswith("/"):
+        return text
+    database, sep, query = rest[1:].partition("?")
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return text
+    return f"{scheme}:///{in_home(home, Path(database))}{sep}{query}"
+
+
 def _known_env_names() -> set[str]:
     names = set()
     for name, field in Settings.model_fields.items():
@@ -206,15 +326,18 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     problems = unknown_variables(env)
     if problems:
         raise ConfigError("; ".join(problems) + " (see the configuration table in README.md)")
+    # The home is found first: its .env is the one read, wherever the process runs.
+    home = Path(overrides.pop("home", None) or find_home(env))
+    fields: dict[str, Any] = {"home": home, "_env_file": home.expanduser() / ".env", **overrides}
     try:
         if environ is None:
-            return Settings(**overrides)
+            return Settings(**fields)
         # An explicit mapping stands in for the environment (tests, subprocess set-up).
         saved = dict(os.environ)
         try:
             os.environ.clear()
             os.environ.update(env)
-            return Settings(**overrides)
+            return Settings(**fields)
         finally:
             os.environ.clear()
             os.environ.update(saved)

@@ -120,6 +120,7 @@ class GovernedScheduler(PersistentScheduler):
                 source="followup" if topic.depth > 0 else "beat",
                 depth=topic.depth,
                 topic_id=topic.id,
+                confidential=topic.confidential,
                 extra={"topic": topic.text},
                 app=self.app,
             )

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from arbiter.bound import input_bound
 from arbiter.errors import InputError
 from arbiter.settings import Settings
 
@@ -57,11 +57,6 @@ RESEARCH_SCHEMA: dict[str, Any] = {
 SOURCES = frozenset({"api", "cli", "beat", "followup", "research", "approval"})
 
 
-def estimate_tokens(text: str) -> int:
-    """A cheap, deliberately generous token estimate: one token per three characters."""
-    return max(1, math.ceil(len(text) / 3))
-
-
 @dataclass(frozen=True, slots=True)
 class Job:
     """A validated unit of work, as it travels in the Celery message (JSON)."""
@@ -81,7 +76,9 @@ class Job:
 
     @property
     def estimated_tokens(self) -> int:
-        return estimate_tokens((self.system or "") + self.prompt)
+        """The most input tokens a provider can bill for this job (see arbiter.bound)."""
+        schema = RESEARCH_SCHEMA if KINDS[self.kind].structured else None
+        return input_bound([self.system or "", self.prompt], schema)
 
     def to_message(self) -> dict[str, Any]:
         return {
@@ -141,6 +138,10 @@ def make_job(
         raise InputError(f"unknown task kind {kind!r}; use one of: {known}")
     if not isinstance(prompt, str) or not prompt.strip():
         raise InputError("the prompt is empty; give the text the task should work on")
+    if not _valid_text(prompt) or (isinstance(system, str) and not _valid_text(system)):
+        raise InputError(
+            "the prompt is not valid UTF-8 text (it holds undecodable bytes); re-encode it as UTF-8"
+        )
     if len(prompt) > settings.max_prompt_chars:
         raise InputError(
             f"the prompt has {len(prompt):,} characters, over the limit of "
@@ -151,6 +152,11 @@ def make_job(
         max_tokens = min(spec.max_tokens, settings.default_max_tokens)
     if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
         raise InputError(f"max_tokens must be a positive whole number, not {max_tokens!r}")
+    if max_tokens > settings.max_output_tokens:
+        raise InputError(
+            f"max_tokens {max_tokens:,} is above the limit of {settings.max_output_tokens:,}; "
+            "ask for fewer or raise SOVEREIGN_MAX_OUTPUT_TOKENS"
+        )
     if not isinstance(confidential, bool):
         raise InputError("confidential must be true or false")
     if isinstance(tags, str):
@@ -179,3 +185,12 @@ def make_job(
         priority=int(priority),
         extra=dict(extra or {}),
     )
+
+
+def _valid_text(text: str) -> bool:
+    """False for text holding lone surrogates (undecodable bytes smuggled in by Python)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

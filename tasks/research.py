@@ -32,6 +32,13 @@ def after_research(runtime: Runtime, job: Job, result: dict[str, Any]) -> None:
     if job.topic_id is not None:
         ledger.save_brief(job.topic_id, job.job_id, brief)
     for question in followups:
-        ledger.add_topic(question, depth=job.depth + 1, parent_id=job.topic_id)
+        # A follow-up repeats the matter of its research: confidential stays confidential.
+        ledger.add_topic(
+            question,
+            depth=job.depth + 1,
+            parent_id=job.topic_id,
+            confidential=job.confidential,
+            parent_task=job.job_id,
+        )
     if followups:
         log.info("research %s queued %d follow-up topic(s)", job.job_id, len(followups))

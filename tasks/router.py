@@ -45,10 +45,8 @@ class GateRouter:
         runtime = self._slot.get()
         message = kwargs.get("job")
         expected = getattr(self._last, "expected", None)
-        fresh_id = False
         if expected is not None and expected[0] is message:
-            # Validated by `submit` a moment ago, which may also have drawn its id.
-            body, job, fresh_id = expected
+            body, job = expected  # validated by `submit` a moment ago
         else:
             job = Job.from_message(message or {}, runtime.settings)
             body = job.to_message()
@@ -69,7 +67,6 @@ class GateRouter:
                 local_confidence=job.extra.get("local_confidence"),
                 payload={"task": name, "kwargs": {"job": body}},
                 approved=bool(kwargs.get("approved")),
-                fresh_id=fresh_id and attempt == 1,
             )
         )
         self._last.admission = admission
@@ -118,17 +115,11 @@ class GateRouter:
             destination["headers"] = headers
         return destination
 
-    def expect(
-        self,
-        job: Job | None,
-        message: dict[str, Any] | None = None,
-        *,
-        fresh_id: bool = False,
-    ) -> None:
+    def expect(self, job: Job | None, message: dict[str, Any] | None = None) -> None:
         """`submit` validated ``job`` and publishes ``message`` (its ``to_message()``) next,
-        on this thread: the router need not validate that very message again.
-        ``fresh_id``: `submit` drew the job's id itself, a moment ago. None forgets it."""
-        self._last.expected = (message, job, fresh_id) if job is not None else None
+        on this thread: the router need not validate that very message again. None
+        forgets it."""
+        self._last.expected = (message, job) if job is not None else None
 
     def last_admission(self) -> Admission | None:
         """The admission of the most recent publish on this thread (for `submit`)."""

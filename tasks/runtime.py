@@ -40,6 +40,8 @@ class HostFacts:
         self.probe = LocalProbe(settings)
         self._client: Any = None
         self._facts: tuple[float, dict[str, dict[str, Any]]] | None = None
+        # Many threads may submit at once: one gathers the facts, the others wait for it.
+        self._lock = threading.Lock()
 
     def queue_depths(self) -> dict[str, int]:
         """Messages waiting per queue, read from the broker; {} when it does not answer."""
@@ -55,7 +57,7 @@ class HostFacts:
             for name in queues:
                 pipe.llen(name)
             return {name: int(n) for name, n in zip(queues, pipe.execute(), strict=True)}
-        except (redis.RedisError, OSError):
+        except Exception:  # a fact, not a failure: redis-py raises more than RedisError
             self.close()
             return {}
 
@@ -65,10 +67,17 @@ class HostFacts:
             client.close()
 
     def __call__(self) -> dict[str, dict[str, Any]]:
-        now = time.monotonic()
         cached = self._facts
-        if cached is not None and now - cached[0] < HOST_FACTS_TTL_S:
+        if cached is not None and time.monotonic() - cached[0] < HOST_FACTS_TTL_S:
             return cached[1]
+        with self._lock:
+            cached = self._facts
+            if cached is not None and time.monotonic() - cached[0] < HOST_FACTS_TTL_S:
+                return cached[1]
+            return self._gather()
+
+    def _gather(self) -> dict[str, dict[str, Any]]:
+        now = time.monotonic()
         depths = self.queue_depths()
         probed = self.probe.facts()
         facts = {
@@ -110,7 +119,6 @@ def build_runtime(settings: Settings, broker_url: str) -> Runtime:
         timezone=settings.timezone,
         reservation_ttl_s=settings.reservation_ttl_s,
         prices=prices,
-        admission_flush=settings.admission_flush,
     )
     ledger.upgrade()
     policies = PolicyStore(settings.policy_path, ledger, prices=prices)

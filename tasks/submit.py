@@ -76,7 +76,7 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
     message = job.to_message()
     kwargs: dict[str, Any] = {"job": message}
     router = app.sovereign_router  # type: ignore[attr-defined]
-    router.expect(job, message, fresh_id=not options.get("job_id"))
+    router.expect(job, message)
     try:
         async_result = app.send_task(COMPLETE, kwargs=kwargs, task_id=job.job_id)
     except TaskParked as parked:

@@ -8,12 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     Connection,
-    DateTime,
-    String,
-    Text,
-    bindparam,
     insert,
-    literal_column,
     select,
     update,
 )
@@ -40,39 +35,28 @@ class ApprovalRecord:
     payload: dict[str, Any] | None
 
 
-def _request_statement() -> Any:
-    task_id = bindparam("b_task_id", type_=String())
-    pending = select(_approvals.c.id).where(
-        _approvals.c.task_id == task_id, _approvals.c.status == literal_column("'pending'")
-    )
-    source: Any = select(
-        task_id,
-        literal_column("'pending'"),
-        bindparam("b_reason", type_=Text()),
-        bindparam("b_requested_at", type_=DateTime()),
-    ).where(~pending.exists())
-    return insert(_approvals).from_select(["task_id", "status", "reason", "requested_at"], source)
-
-
-# One statement (no read, then write): it can ride in the gate's last round trip.
-REQUEST = _request_statement()
-GRANTED = (
-    select(_approvals.c.id)
-    .where(
-        _approvals.c.task_id == bindparam("b_task_id", type_=String()),
-        _approvals.c.status == literal_column("'granted'"),
-    )
-    .limit(1)
-)
-
-
 def request(conn: Connection, task_id: str, reason: str | None, now: datetime) -> None:
     """Open a pending approval unless one is already pending for this task."""
-    conn.execute(REQUEST, {"b_task_id": task_id, "b_reason": reason, "b_requested_at": now})
+    pending = conn.execute(
+        select(_approvals.c.id).where(
+            _approvals.c.task_id == task_id, _approvals.c.status == "pending"
+        )
+    ).first()
+    if pending is None:
+        conn.execute(
+            insert(_approvals),
+            {"task_id": task_id, "status": "pending", "reason": reason, "requested_at": now},
+        )
 
 
 def is_granted(conn: Connection, task_id: str) -> bool:
-    return conn.execute(GRANTED, {"b_task_id": task_id}).first() is not None
+    """Whether a person granted the parked task."""
+    found = conn.execute(
+        select(_approvals.c.id)
+        .where(_approvals.c.task_id == task_id, _approvals.c.status == "granted")
+        .limit(1)
+    ).first()
+    return found is not None
 
 
 def listing(conn: Connection, status: str | None) -> list[ApprovalRecord]:

@@ -7,12 +7,11 @@ PostgreSQL); the gate reads the budget, decides and reserves inside it.
 
 from __future__ import annotations
 
-import contextlib
+import logging
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,19 +19,17 @@ from sqlalchemy import Connection, exc
 
 from arbiter import migrations
 from arbiter.ledger import approvals, control, decisions, research, reservations, usage_totals
-from arbiter.ledger.admission import AdmissionConnections, AdmissionStatements, AdmissionTx
+from arbiter.ledger.admission import AdmissionTx
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
 from arbiter.ledger.control import HaltState, PolicyRecord
 from arbiter.ledger.db import (
     create_ledger_engine,
     describe,
-    is_disconnect,
     normalise_url,
     plain_connection,
     serialized_connection,
     translate_errors,
-    writer_lock,
 )
 from arbiter.ledger.decisions import StoredDecision
 from arbiter.ledger.models import NANO
@@ -41,8 +38,10 @@ from arbiter.ledger.report import GroupBy, SpendReport, spend
 from arbiter.ledger.research import Topic
 from arbiter.ledger.reservations import CallRecord, Timings
 from arbiter.ledger.windows import Clock, day_start, system_clock, to_db, windows
-from arbiter.settings import AdmissionFlush, Settings
+from arbiter.settings import Settings
 from arbiter.usage import Usage
+
+log = logging.getLogger("sovereign.ledger")
 
 
 def _instant(value: datetime | float | None) -> datetime | None:
@@ -72,17 +71,14 @@ class Ledger:
         clock: Clock | None = None,
         reservation_ttl_s: float = 3600.0,
         prices: PriceTable | None = None,
-        admission_flush: AdmissionFlush = "before_call",
     ) -> None:
         self.url = normalise_url(url)
-        self.admission_flush = admission_flush
         self.zone = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
         self.clock: Clock = clock or system_clock
         self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
         self.prices = prices
         with translate_errors(self.url):
             self.engine = create_ledger_engine(self.url)
-        self._writer_lock = writer_lock(self.engine)
 
     @classmethod
     def from_settings(
@@ -94,7 +90,6 @@ class Ledger:
             timezone=settings.timezone,
             clock=clock,
             reservation_ttl_s=settings.reservation_ttl_s,
-            admission_flush=settings.admission_flush,
         )
         if settings.prices_path.exists():
             ledger.prices = PriceTable.load(settings.prices_path)
@@ -111,8 +106,6 @@ class Ledger:
 
     def close(self) -> None:
         """Close pooled connections (a forked or finished process)."""
-        if "_admissions" in self.__dict__:
-            self._admissions.close()
         self.engine.dispose()
 
     def now(self) -> datetime:
@@ -124,50 +117,18 @@ class Ledger:
     @contextmanager
     def serialized(self) -> Iterator[Connection]:
         """A transaction holding the ledger-wide write lock until it commits."""
-        with (
-            translate_errors(self.url),
-            serialized_connection(self.engine, self._writer_lock) as conn,
-        ):
+        with translate_errors(self.url), serialized_connection(self.engine) as conn:
             yield conn
 
     @contextmanager
     def admission(self) -> Iterator[AdmissionTx]:
-        """The gate's serialized transaction, on the driver connection (see ``admission``).
+        """The gate's serialized transaction (see ``arbiter.ledger.admission``).
 
-        It commits when the block ends and rolls back when it raises; a database that cannot
-        be reached raises ``LedgerUnavailable``.
+        It commits, waiting for the disk, when the block ends and rolls back when it
+        raises; a database that cannot be reached raises ``LedgerUnavailable``.
         """
-        dbapi = self.engine.dialect.loaded_dbapi
-        with translate_errors(self.url, dbapi), self._hold_writer_lock():
-            held = self._admissions.held()
-            tx = AdmissionTx(self._admission_statements, held.driver, held.serial)
-            try:
-                tx.open()
-                yield tx
-                tx.commit()
-                self._admissions.committed()
-            except BaseException as error:
-                try:
-                    tx.abandon()
-                except Exception:
-                    self._admissions.discard()
-                    raise error from None
-                if is_disconnect(error, dbapi):
-                    self._admissions.discard()
-                raise
-
-    def _hold_writer_lock(self) -> contextlib.AbstractContextManager[None]:
-        return self._writer_lock.hold() if self._writer_lock is not None else nullcontext()
-
-    @cached_property
-    def _admissions(self) -> AdmissionConnections:
-        return AdmissionConnections(self.engine, self._admission_statements)
-
-    @cached_property
-    def _admission_statements(self) -> AdmissionStatements:
-        return AdmissionStatements(
-            self.engine.dialect, flush_on_commit=self.admission_flush == "before_publish"
-        )
+        with self.serialized() as conn:
+            yield AdmissionTx(conn)
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -252,10 +213,18 @@ class Ledger:
                 existing = reservations.find_call(conn, task_id, attempt)
                 if existing is not None:
                     return existing
+                held = reservations.held_amount(conn, task_id, attempt)
                 cost_nusd = self._cost_nusd(provider, model, usage, cost_usd)
                 if cost_nusd is None:
                     # No price, yet the call was billed: charge what was held, the upper bound.
-                    cost_nusd = reservations.held_amount(conn, task_id, attempt)
+                    cost_nusd = held
+                elif cost_nusd > held:
+                    # The reservation is an upper bound: this must never happen.
+                    log.error(
+                        "DEFECT: task %s attempt %s settled at %d nano-USD, above its "
+                        "reservation of %d (usage %s on %s/%s)",
+                        task_id, attempt, cost_nusd, held, usage.to_dict(), provider, model,
+                    )  # fmt: skip
                 tier = (
                     tier
                     or reservations.held_tier(conn, task_id, attempt)
@@ -276,6 +245,7 @@ class Ledger:
                     result=result,
                     now=now,
                     to_db=to_db,
+                    reserved_nusd=held,
                 )
                 usage_totals.add(
                     conn, self.zone, now, cost_nusd, usage.total_tokens, tier == "cloud"
@@ -356,10 +326,6 @@ class Ledger:
         """
         now = self.now()
         with self.transaction() as conn:
-            if self.dialect == "postgresql":
-                # This commit is what puts the admission on disk before any money is spent
-                # (see AdmissionStatements), whatever the server's default.
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO on")
             found = reservations.find_call(conn, task_id, attempt)
             done = found if found is not None and found.succeeded else None
             halted = control.halt_state(conn).halted
@@ -420,9 +386,20 @@ class Ledger:
                 conn, task_id, granted=False, decided_by=decided_by, reason=reason, now=self.now()
             )
 
-    def add_topic(self, topic: str, depth: int = 0, parent_id: int | None = None) -> int:
+    def add_topic(
+        self,
+        topic: str,
+        depth: int = 0,
+        parent_id: int | None = None,
+        *,
+        confidential: bool = False,
+        parent_task: str | None = None,
+    ) -> int:
+        """Add a topic to the backlog (a follow-up names the research that proposed it)."""
         with self.transaction() as conn:
-            return research.add(conn, topic, depth, parent_id, self.now())
+            return research.add(
+                conn, topic, depth, parent_id, self.now(), confidential, parent_task
+            )
 
     def claim_topic(self) -> Topic | None:
         """Claim the next pending topic; two callers never get the same one."""

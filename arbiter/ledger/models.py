@@ -27,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -150,6 +151,8 @@ class ModelCall(Base):
     latency_ms: Mapped[float | None] = mapped_column(Float)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     recorded_at: Mapped[datetime] = mapped_column(DateTime)
+    # What the attempt held when it settled: a cost above it is a defect, and is logged.
+    reserved_nusd: Mapped[int | None] = mapped_column(BigInteger)
 
 
 class UsageDay(Base):
@@ -233,6 +236,9 @@ class ResearchTopic(Base):
     status: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     claimed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Topics proposed by confidential research are confidential too.
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    parent_task: Mapped[str | None] = mapped_column(String(64))  # the research that proposed it
 
 
 class ResearchBrief(Base):
@@ -286,19 +292,6 @@ class HeldTotals(Base):
     nusd: Mapped[int] = mapped_column(BigInteger, default=0)
     tokens: Mapped[int] = mapped_column(BigInteger, default=0)
     cloud: Mapped[int] = mapped_column(BigInteger, default=0)
-
-
-class LedgerVersion(Base):
-    """One row: a counter that moves whenever a fact the gate reads changes (PostgreSQL).
-
-    Triggers bump it (migration 0006); the gate's one-round-trip admission writes only if
-    it has not moved since the facts it decided from were read.
-    """
-
-    __tablename__ = "ledger_version"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 def table(model: type[Base]) -> Table:

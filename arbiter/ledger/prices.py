@@ -23,7 +23,21 @@ from arbiter.usage import Usage
 
 LOCAL_PROVIDERS = frozenset({"ollama", "openai_compat", "embedded", "fake", "local"})
 PRICE_FIELDS = ("input", "output", "cached_input", "cache_write")
-ENTRY_FIELDS = frozenset({*PRICE_FIELDS, "source", "date", "aliases", "note"})
+# Long-context pricing: past ``long_above`` input tokens, a request's input is billed at
+# ``long_input`` and its output at ``long_output`` (cached rates scale like input).
+LONG_FIELDS = ("long_above", "long_input", "long_output")
+ENTRY_FIELDS = frozenset(
+    {
+        *PRICE_FIELDS,
+        *LONG_FIELDS,
+        "source",
+        "date",
+        "aliases",
+        "note",
+        "max_output",
+        "limits_source",
+    }
+)
 _PER_TOKEN_NANO = Decimal(NANO) / Decimal(1_000_000)
 
 
@@ -39,10 +53,31 @@ class Price:
     cache_write: Decimal
     source: str = ""
     date: str = ""
+    max_output: int | None = None  # the model's output limit, in tokens
+    long_above: int | None = None
+    long_input: Decimal | None = None
+    long_output: Decimal | None = None
 
     @property
     def free(self) -> bool:
         return not any((self.input, self.output, self.cached_input, self.cache_write))
+
+    def for_input(self, input_tokens: int) -> Price:
+        """The rates that apply to a request of ``input_tokens`` (long-context pricing)."""
+        if self.long_above is None or input_tokens <= self.long_above:
+            return self
+        scale = (self.long_input / self.input) if self.long_input and self.input else Decimal(1)
+        return Price(
+            self.provider,
+            self.model,
+            max(self.input, self.long_input or self.input),
+            max(self.output, self.long_output or self.output),
+            self.cached_input * max(scale, Decimal(1)),
+            self.cache_write * max(scale, Decimal(1)),
+            self.source,
+            self.date,
+            self.max_output,
+        )
 
 
 @functools.lru_cache(maxsize=256)
@@ -102,6 +137,7 @@ class PriceTable:
     @staticmethod
     def cost_nusd(price: Price, usage: Usage) -> int:
         """What a call cost, in nano-dollars, following the usage's cache convention."""
+        price = price.for_input(usage.total_input_tokens)
         return _nusd(
             usage.uncached_input_tokens * price.input
             + usage.cached_tokens * price.cached_input
@@ -111,7 +147,9 @@ class PriceTable:
 
     @staticmethod
     def estimate_nusd(price: Price, input_tokens: int, max_tokens: int) -> int:
-        """An upper bound: every input token at its dearest rate, plus ``max_tokens`` out."""
+        """An upper bound: every input token at its dearest rate, plus ``max_tokens`` out
+        (at long-context rates when the input may reach them)."""
+        price = price.for_input(input_tokens)
         dearest = max(price.input, price.cached_input, price.cache_write)
         return _nusd(max(0, input_tokens) * dearest + max(0, max_tokens) * price.output)
 
@@ -249,4 +287,49 @@ def _entry(path: Path, text: str, line: int, provider: str, model: str, entry: A
     if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
         at = _field_line(text, line, "aliases")
         raise ConfigError(f"{path}:{at}: aliases of {name} must be a list of model ids")
-    return Price(provider, model, source=source, date=when, **values)
+    limits = _limits(path, text, line, name, entry)
+    return Price(
+        provider,
+        model,
+        values["input"],
+        values["output"],
+        values["cached_input"],
+        values["cache_write"],
+        source=source,
+        date=when,
+        **limits,
+    )
+
+
+def _limits(path: Path, text: str, line: int, name: str, entry: dict[str, Any]) -> dict[str, Any]:
+    """The output limit (with its source) and long-context rates of an entry."""
+    out: dict[str, Any] = {}
+    for key in ("max_output", "long_above"):
+        raw = entry.get(key)
+        if raw is None:
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 1:
+            at = _field_line(text, line, key)
+            raise ConfigError(f"{path}:{at}: {key} of {name} must be a whole number of tokens")
+        out[key] = raw
+    if "max_output" in out:
+        source = entry.get("limits_source")
+        if not isinstance(source, str) or not source.strip():
+            raise ConfigError(
+                f"{path}:{line}: the output limit of {name} lacks 'limits_source'; "
+                "name the page it is from"
+            )
+    for key in ("long_input", "long_output"):
+        raw = entry.get(key)
+        if raw is None:
+            continue
+        if isinstance(raw, bool) or not isinstance(raw, int | Decimal) or raw < 0:
+            at = _field_line(text, line, key)
+            raise ConfigError(f"{path}:{at}: {key} of {name} must be a number of USD per million")
+        out[key] = Decimal(raw)
+    if ("long_above" in out) != ("long_input" in out and "long_output" in out):
+        raise ConfigError(
+            f"{path}:{line}: long-context pricing of {name} needs long_above, long_input and "
+            "long_output together"
+        )
+    return out

@@ -22,9 +22,18 @@ class Topic:
     depth: int
     parent_id: int | None
     status: str
+    confidential: bool = False
 
 
-def add(conn: Connection, topic: str, depth: int, parent_id: int | None, now: datetime) -> int:
+def add(
+    conn: Connection,
+    topic: str,
+    depth: int,
+    parent_id: int | None,
+    now: datetime,
+    confidential: bool = False,
+    parent_task: str | None = None,
+) -> int:
     result = conn.execute(
         insert(_topics).returning(_topics.c.id),
         {
@@ -33,6 +42,8 @@ def add(conn: Connection, topic: str, depth: int, parent_id: int | None, now: da
             "parent_id": parent_id,
             "status": "pending",
             "created_at": now,
+            "confidential": confidential,
+            "parent_task": parent_task,
         },
     )
     return int(result.scalar_one())
@@ -53,7 +64,7 @@ def claim_next(conn: Connection, now: datetime) -> Topic | None:
     conn.execute(
         update(_topics).where(_topics.c.id == row.id).values(status="claimed", claimed_at=now)
     )
-    return Topic(row.id, row.topic, row.depth, row.parent_id, "claimed")
+    return Topic(row.id, row.topic, row.depth, row.parent_id, "claimed", row.confidential)
 
 
 def unclaim(conn: Connection, topic_id: int) -> None:
@@ -80,7 +91,7 @@ def get(conn: Connection, topic_id: int) -> Topic | None:
     row = conn.execute(select(_topics).where(_topics.c.id == topic_id)).first()
     if row is None:
         return None
-    return Topic(row.id, row.topic, row.depth, row.parent_id, row.status)
+    return Topic(row.id, row.topic, row.depth, row.parent_id, row.status, row.confidential)
 
 
 def briefs(conn: Connection, topic_id: int) -> list[str]:

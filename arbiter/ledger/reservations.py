@@ -201,6 +201,7 @@ def insert_call(
     result: dict[str, Any] | None,
     now: datetime,
     to_db: Any,
+    reserved_nusd: int | None = None,
 ) -> None:
     """Record a billed call. Tokens are stored with cached ones apart from ``input_tokens``."""
     conn.execute(
@@ -224,6 +225,7 @@ def insert_call(
             "latency_ms": timings.latency_ms,
             "result": result,
             "recorded_at": now,
+            "reserved_nusd": reserved_nusd,
         },
     )
 

@@ -150,12 +150,18 @@ def topics(ctx: click.Context) -> None:
 
 @topics.command("add")
 @click.argument("text")
-def add_topic(text: str) -> None:
+@click.option(
+    "--confidential",
+    is_flag=True,
+    help="Client work: its research and follow-ups never leave the studio's machines.",
+)
+def add_topic(text: str, confidential: bool) -> None:
     """Add a research topic to the backlog."""
     if not text.strip():
         raise click.BadParameter("the topic is empty", param_hint="TEXT")
-    topic_id = _ledger().add_topic(text.strip())
-    click.echo(f"topic {topic_id} added; beat queues one topic per interval")
+    topic_id = _ledger().add_topic(text.strip(), confidential=confidential)
+    kind = "confidential topic" if confidential else "topic"
+    click.echo(f"{kind} {topic_id} added; beat queues one topic per interval")
 
 
 @click.command()
