@@ -1,8 +1,15 @@
 """A small foreground supervisor for `sovereign up`: start, watch, restart, stop children.
 
-Output lines of each child are prefixed with its name (as honcho does). A child that dies
-is restarted with a growing pause; one that dies too often stops the stack. SIGINT and
-SIGTERM are forwarded so Celery workers finish their current task (warm shutdown).
+Output lines of each child are prefixed with its name (as honcho does). With a log
+folder, every line goes to ``<folder>/<name>.log`` and the terminal shows only what a
+person needs: errors (with their tracebacks) and the lines a `sovereign` process prints
+for people (marked with ``sovereign: ``). A child that dies is restarted with a growing
+pause, one line each time; one that dies too often stops the stack. SIGINT and SIGTERM
+stop the stack: workers first, so they finish their current task (warm shutdown), then
+the children marked ``stop_last`` (the broker); a second Ctrl-C stops everything at once.
+
+Children get SIGTERM from the kernel if the supervisor dies (Linux ``PR_SET_PDEATHSIG``),
+so a killed supervisor leaves no orphans.
 """
 
 from __future__ import annotations
@@ -10,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,56 +25,156 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from arbiter.errors import SovereignError
 
 log = logging.getLogger("sovereign.up")
 
 MAX_RESTARTS = 5
 RESTART_WINDOW_S = 120.0
 STOP_TIMEOUT_S = 60.0
+PEOPLE = "sovereign: "  # a line a `sovereign` process prints for people, not for the log
+
+# Celery's records ("[2026-12-02 07:15:47,123: ERROR/MainProcess] ...") and tornado's,
+# which Flower uses ("[E 261202 07:15:47 web:1234] ...").
+_CELERY_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,.]+: ([A-Z]+)/")
+_TORNADO_RECORD = re.compile(r"^\[([DIWEC]) \d{6} ")
+
+# Run in a child before its program: ask the kernel for a signal when the thread that
+# started it dies, check that it has not died already, then become the program. (A
+# preexec_fn would do the same without an exec, but is unsafe in a threaded parent.)
+_ORPHAN_GUARD = (
+    "import ctypes,os,sys;"
+    "ctypes.CDLL(None,use_errno=True).prctl(1,int(sys.argv[2]),0,0,0);"
+    "os.getppid()==int(sys.argv[1]) or os._exit(1);"
+    "os.execv(sys.argv[3],sys.argv[3:])"
+)
+
+
+def orphan_proof(argv: Sequence[str], sig: int = signal.SIGTERM) -> list[str]:
+    """``argv`` run so that it gets ``sig`` when the calling thread dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", _ORPHAN_GUARD, str(os.getpid()), str(sig), *argv]
 
 
 @dataclass
 class Child:
-    """One supervised process."""
+    """One supervised process and how to start it."""
 
     name: str
-    argv: Sequence[str]
-    env: Mapping[str, str]
+    start: Callable[[], subprocess.Popen[bytes]]
+    stop_last: bool = False
     process: subprocess.Popen[bytes] | None = None
+    failed_start: bool = False
     restarts: list[float] = field(default_factory=list)
+
+
+class _Screen:
+    """Decides which lines of one child reach the terminal."""
+
+    def __init__(self) -> None:
+        self.showing = False  # inside an error record or a traceback
+
+    def shows(self, line: str) -> bool:
+        record = _CELERY_RECORD.match(line) or _TORNADO_RECORD.match(line)
+        if record:
+            self.showing = record[1] in ("ERROR", "CRITICAL", "E", "C")
+            return self.showing
+        if line.startswith(PEOPLE):
+            self.showing = False
+            return True
+        if line.startswith(("Traceback (most recent call last)", "error:")):
+            self.showing = True
+        return self.showing
 
 
 class Supervisor:
     """Runs children until asked to stop or until one keeps failing."""
 
-    def __init__(self, out: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        out: Callable[[str], None] | None = None,
+        *,
+        log_dir: Path | None = None,
+        on_line: Callable[[str, str], None] | None = None,
+    ) -> None:
         self.children: list[Child] = []
         self._stopping = threading.Event()
+        self._hurry = threading.Event()
         self._out = out or (lambda line: print(line, flush=True))
+        self._log_dir = log_dir
+        self._on_line = on_line
         self._width = 6
 
     def add(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
-        self.children.append(Child(name, list(argv), dict(env)))
+        """A child that runs ``argv``; its output is shown with its name."""
+
+        def start() -> subprocess.Popen[bytes]:
+            return subprocess.Popen(
+                orphan_proof(argv),
+                env=dict(env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+        self.adopt(name, None, start)
+
+    def adopt(
+        self,
+        name: str,
+        process: subprocess.Popen[bytes] | None,
+        start: Callable[[], subprocess.Popen[bytes]],
+        *,
+        stop_last: bool = False,
+    ) -> None:
+        """A child already running (or None), restarted with ``start`` when it dies.
+
+        ``start`` may raise a :class:`SovereignError`, which counts as an exit."""
+        self.children.append(Child(name, start, stop_last, process))
         self._width = max(self._width, len(name))
 
-    def _start(self, child: Child) -> None:
-        child.process = subprocess.Popen(
-            child.argv,
-            env=dict(child.env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._pump, args=(child, child.process), daemon=True).start()
-        self._out(f"{child.name:<{self._width}} | started (pid {child.process.pid})")
+    def say(self, name: str, text: str) -> None:
+        self._out(f"{name:<{self._width}} | {text}")
 
-    def _pump(self, child: Child, process: subprocess.Popen[bytes]) -> None:
+    def _start(self, child: Child) -> None:
+        try:
+            process = child.start()
+        except SovereignError as exc:
+            child.process, child.failed_start = None, True
+            self.say(child.name, f"could not start: {exc}")
+            return
+        child.process, child.failed_start = process, False
+        if process.stdout is not None:
+            threading.Thread(target=self._pump, args=(child.name, process), daemon=True).start()
+        self.say(child.name, f"started (pid {process.pid})")
+
+    def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
-        for raw in process.stdout:
-            line = raw.decode("utf-8", "replace").rstrip()
-            self._out(f"{child.name:<{self._width}} | {line}")
+        screen = _Screen() if self._log_dir is not None else None
+        with self._log(name) as log_file:
+            for raw in process.stdout:
+                line = raw.decode("utf-8", "replace").rstrip()
+                if log_file is not None:
+                    log_file.write(line + "\n")
+                    log_file.flush()
+                if self._on_line is not None:
+                    self._on_line(name, line)
+                if screen is None or screen.shows(line):
+                    self.say(name, line.removeprefix(PEOPLE))
+
+    def _log(self, name: str) -> contextlib.AbstractContextManager[IO[str] | None]:
+        if self._log_dir is None:
+            return contextlib.nullcontext()
+        self._log_dir.mkdir(parents=True, exist_ok=True)
+        return open(self._log_dir / f"{name}.log", "a", encoding="utf-8")
 
     def stop(self, *_: object) -> None:
+        if self._stopping.is_set():
+            self._hurry.set()
         self._stopping.set()
 
     def run(self) -> int:
@@ -75,13 +183,14 @@ class Supervisor:
         status = 0
         try:
             for child in self.children:
-                self._start(child)
+                if child.process is None:
+                    self._start(child)
             while not self._stopping.wait(0.5):
                 for child in self.children:
-                    process = child.process
-                    if process is None or process.poll() is None:
+                    code = self._exit_code(child)
+                    if code is None:
                         continue
-                    if not self._restart(child, process.returncode):
+                    if not self._restart(child, code):
                         status = 1
                         self._stopping.set()
                         break
@@ -91,24 +200,37 @@ class Supervisor:
                 signal.signal(sig, handler)
         return status
 
+    @staticmethod
+    def _exit_code(child: Child) -> int | None:
+        if child.failed_start:
+            return 1
+        return None if child.process is None else child.process.poll()
+
     def _restart(self, child: Child, code: int) -> bool:
         now = time.monotonic()
         child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
         if len(child.restarts) > MAX_RESTARTS:
-            self._out(
-                f"{child.name:<{self._width}} | exited {code} {MAX_RESTARTS} times in "
-                f"{RESTART_WINDOW_S:.0f}s; stopping the stack (see its lines above)"
+            self.say(
+                child.name,
+                f"exited {code} {MAX_RESTARTS} times in {RESTART_WINDOW_S:.0f}s; stopping "
+                "the stack (see its lines above)",
             )
             return False
         pause = min(10.0, 0.5 * 2 ** (len(child.restarts) - 1))
-        self._out(f"{child.name:<{self._width}} | exited {code}; restarting in {pause:.1f}s")
+        self.say(child.name, f"exited {code}; restarting in {pause:.1f}s")
+        child.process, child.failed_start = None, False
         if self._stopping.wait(pause):
             return True
         self._start(child)
         return True
 
     def _shutdown(self) -> None:
-        alive = [c for c in self.children if c.process and c.process.poll() is None]
+        """Workers and beat first, then the children marked stop_last (the broker)."""
+        for last in (False, True):
+            self._stop([c for c in self.children if c.stop_last == last])
+
+    def _stop(self, children: list[Child]) -> None:
+        alive = [c for c in children if c.process is not None and c.process.poll() is None]
         # Only each child's main process gets SIGTERM: a Celery worker then finishes its
         # running task (warm shutdown); signalling the whole group would kill the pool
         # processes mid-task.
@@ -119,12 +241,14 @@ class Supervisor:
         deadline = time.monotonic() + STOP_TIMEOUT_S
         for child in reversed(alive):
             assert child.process is not None
-            try:
-                child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                os.killpg(child.process.pid, signal.SIGKILL)
-                child.process.wait()
-            self._out(f"{child.name:<{self._width}} | stopped")
+            while child.process.poll() is None:
+                if self._hurry.is_set() or time.monotonic() > deadline:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(child.process.pid, signal.SIGKILL)
+                    child.process.wait()
+                    break
+                self._hurry.wait(0.1)
+            self.say(child.name, "stopped")
 
 
 def sovereign_argv(*args: str) -> list[str]:
