@@ -1,4 +1,8 @@
-"""Finding the broker: a configured Redis, or the embedded Valkey that `sovereign up` started."""
+"""Finding the broker: a configured Redis, or the embedded Valkey that `sovereign up` started.
+
+The embedded one records its URL in ``var/broker.url`` of the deployment's home, so every
+process of the deployment finds it from any current folder.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,15 @@ from arbiter.errors import BrokerUnavailable
 from arbiter.settings import Settings
 from tasks.names import BROKER_URL_FILE
 
-NO_BROKER = (
-    "no broker is configured and the embedded one is not running; start the stack with "
-    "`sovereign up` (or `make up`), or set SOVEREIGN_BROKER_URL to a Redis URL"
-)
+
+def no_broker(settings: Settings) -> str:
+    """The sentence for a deployment whose embedded broker is not running."""
+    return (
+        f"no broker is configured and the embedded one of the deployment at {settings.home} "
+        "is not running; start the stack there with `sovereign up` (or `make up`), set "
+        "SOVEREIGN_HOME to the folder the stack runs in, or set SOVEREIGN_BROKER_URL to a "
+        "Redis URL"
+    )
 
 
 def broker_url_file(settings: Settings) -> Path:
@@ -27,9 +36,9 @@ def resolve_broker_url(settings: Settings) -> str:
     try:
         url = broker_url_file(settings).read_text(encoding="utf-8").strip()
     except OSError:
-        raise BrokerUnavailable(NO_BROKER) from None
+        raise BrokerUnavailable(no_broker(settings)) from None
     if not url:
-        raise BrokerUnavailable(NO_BROKER)
+        raise BrokerUnavailable(no_broker(settings))
     return url
 
 
@@ -68,6 +77,20 @@ def first_line(exc: BaseException) -> str:
     """The error's first line without its full stop, to quote inside a sentence."""
     text = str(exc).strip()
     return text.splitlines()[0].rstrip(".") if text else type(exc).__name__
+
+
+def human_duration(seconds: float) -> str:
+    """A duration for a sentence: "0.5 s", "42 s", "3 min 39 s", "2 h 5 min"."""
+    if seconds < 10:
+        return f"{round(seconds, 1):g} s"
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        minutes, secs = divmod(whole, 60)
+        return f"{minutes} min {secs} s" if secs else f"{minutes} min"
+    hours, rest = divmod(round(seconds / 60), 60)
+    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 def wait_for_broker(settings: Settings, timeout_s: float = 30.0) -> str:

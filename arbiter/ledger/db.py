@@ -22,7 +22,8 @@ import orjson
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL
 
-from arbiter.errors import LedgerUnavailable
+from arbiter.errors import ConfigError, LedgerUnavailable
+from arbiter.settings import is_home
 
 try:
     import fcntl
@@ -39,14 +40,22 @@ SERIALIZED = "sovereign_serialized"
 
 def normalise_url(url: str | URL) -> URL:
     """Parse ``url``; ``postgresql://`` means psycopg 3, the driver that is installed."""
-    parsed = make_url(url)
+    try:
+        parsed = make_url(url)
+    except (exc.ArgumentError, ValueError):
+        raise ConfigError(
+            f"{str(url)!r} is not a database URL; set SOVEREIGN_DATABASE_URL to "
+            "sqlite:///PATH or postgresql://USER@HOST/DB"
+        ) from None
     if parsed.drivername in {"postgresql", "postgres"}:
         parsed = parsed.set(drivername="postgresql+psycopg")
     return parsed
 
 
 def describe(url: URL) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password, for messages (a SQLite file: its path)."""
+    if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+        return url.database
     return url.render_as_string(hide_password=True)
 
 
@@ -94,7 +103,7 @@ def create_ledger_engine(url: str | URL, *, echo: bool = False) -> Engine:
 def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
     database = url.database or ""
     if database and database != ":memory:" and not database.startswith("file:"):
-        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        _sqlite_folder(Path(database).expanduser().parent)
     engine = create_engine(
         url,
         echo=echo,
@@ -121,6 +130,23 @@ def _sqlite_engine(url: URL, *, echo: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _sqlite_folder(folder: Path) -> None:
+    """Make sure the ledger's folder exists; only a deployment's own var/ is created.
+
+    Anywhere else a missing folder is a mistyped URL, and creating it would start an
+    empty ledger silently beside the real one.
+    """
+    if folder.is_dir():
+        return
+    if folder.name == "var" and is_home(folder.parent):
+        folder.mkdir(exist_ok=True)
+        return
+    raise ConfigError(
+        f"the folder {folder} of the SQLite ledger does not exist; create it, or fix "
+        "SOVEREIGN_DATABASE_URL (a relative path is taken from SOVEREIGN_HOME)"
+    )
 
 
 class FileLock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -202,7 +203,7 @@ def enqueue(
     # A broker that does not answer is reported before the gate decides or reserves.
     ping(app.conf.broker_url)
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = _read_stdin()
     options: dict[str, Any] = {"confidential": confidential, "tags": list(tags), "source": "cli"}
     if max_tokens is not None:
         options["max_tokens"] = max_tokens
@@ -227,6 +228,8 @@ def enqueue(
             result = handle.result(timeout=timeout)
         except TaskFailed as exc:
             error = str(exc)
+        finally:
+            _stop_waiting(handle)
     if as_json:
         payload = {"task_id": handle.task_id, "queue": handle.queue, "decision": decision}
         click.echo(json.dumps({**payload, "result": result, "error": error}))
@@ -236,6 +239,33 @@ def enqueue(
         if not as_json:
             click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+def _read_stdin() -> str:
+    """The prompt from standard input, which must be UTF-8 text."""
+    from arbiter.errors import InputError
+
+    data = sys.stdin.buffer.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"standard input is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
+            f"{exc.start}); convert the prompt to UTF-8, e.g. with iconv, and try again"
+        ) from None
+
+
+def _stop_waiting(handle: Any) -> None:
+    """Stop listening for the task's result now, while the interpreter is whole.
+
+    Celery's AsyncResult unsubscribes in ``__del__``; left to interpreter shutdown, that
+    reconnects to Redis too late and prints a traceback after our sentence.
+    """
+    pending = getattr(handle, "_async", None)
+    backend = getattr(pending, "backend", None)
+    if backend is not None:
+        with contextlib.suppress(Exception):
+            backend.remove_pending_result(pending)
 
 
 def _print_decision(task_id: str, data: dict[str, Any] | None, queue: str | None) -> None:
@@ -249,8 +279,10 @@ def _print_decision(task_id: str, data: dict[str, Any] | None, queue: str | None
     click.echo(line)
     if data and data.get("decided_by"):
         click.echo(f"  decided by {data['decided_by']}: {data.get('reason')}")
-    if verdict == "throttle" and data:
-        click.echo(f"  delayed {data.get('retry_after_s')}s by the policy")
+    if verdict == "throttle" and data and data.get("retry_after_s") is not None:
+        from tasks.broker import human_duration
+
+        click.echo(f"  delayed {human_duration(float(data['retry_after_s']))} by the policy")
     if verdict == "approval":
         click.echo(f"  waits for approval: `sovereign approvals grant {task_id}`")
 
