@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Sequence
 
 import httpx
 import ollama
@@ -17,6 +18,7 @@ import ollama
 from arbiter.errors import BackendError, ModelNotFound, TransientBackendError
 from arbiter.usage import Usage
 from workers import failures
+from workers.guard import refuse_off_premises
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
@@ -46,9 +48,16 @@ class OllamaBackend:
     name = "ollama"
     tier: Tier = "local"
 
-    def __init__(self, host: str | None = None, *, keep_alive: str | float = "10m") -> None:
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        keep_alive: str | float = "10m",
+        private_networks: Sequence[str] = (),
+    ) -> None:
         self.host = resolve_host(host)
         self.keep_alive = keep_alive
+        self.private_networks = tuple(private_networks)
         self._clients: dict[float, ollama.Client] = {}
         self._lock = threading.Lock()
 
@@ -67,6 +76,7 @@ class OllamaBackend:
 
     def complete(self, req: CompletionRequest) -> Completion:
         """Run ``req`` through ``/api/chat`` (not streamed)."""
+        refuse_off_premises(req, self.host, self.private_networks, self.name)
         client = self._client(req.timeout_s)
         started = time.perf_counter()
         try:

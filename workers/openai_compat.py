@@ -11,6 +11,7 @@ to the second for good.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import Literal
 
 import openai
@@ -22,6 +23,7 @@ from arbiter.errors import (
     PermanentBackendError,
 )
 from workers import openai_wire
+from workers.guard import refuse_off_premises
 from workers.openai_wire import Api, SchemaStyle
 from workers.protocol import DEFAULT_TIMEOUT_S, Completion, CompletionRequest, ProbeResult, Tier
 
@@ -45,8 +47,10 @@ class OpenAICompatBackend:
         timeout_s: float = DEFAULT_TIMEOUT_S,
         schema_style: SchemaStyle | Literal["auto"] = "auto",
         strict_schema: bool = False,
+        private_networks: Sequence[str] = (),
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.private_networks = tuple(private_networks)
         self.api: Api = api
         self.schema_style: SchemaStyle | Literal["auto"] = schema_style
         self._key = api_key or PLACEHOLDER_KEY
@@ -68,6 +72,7 @@ class OpenAICompatBackend:
 
     def complete(self, req: CompletionRequest) -> Completion:
         """Send ``req`` to the local server."""
+        refuse_off_premises(req, self.base_url, self.private_networks, self.name)
         style = self.schema_style
         try:
             return self._call(req, "json_schema" if style == "auto" else style)

@@ -106,7 +106,9 @@ def _build_local(provider: str, settings: Settings) -> Backend:
                 "set SOVEREIGN_OPENAI_COMPAT_BASE_URL (for example http://127.0.0.1:8080/v1)"
             )
         return OpenAICompatBackend(
-            settings.openai_compat_base_url, timeout_s=settings.request_timeout_s
+            settings.openai_compat_base_url,
+            timeout_s=settings.request_timeout_s,
+            private_networks=settings.private_networks,
         )
     known = ", ".join(LOCAL_PROVIDERS + LOCAL_ALIASES)
     raise ConfigError(f"unknown local provider {provider!r}; use one of {known}")
@@ -140,7 +142,11 @@ def _build_cloud(provider: str, settings: Settings) -> Backend:
 def _ollama(settings: Settings) -> OllamaBackend:
     from workers.ollama import OllamaBackend
 
-    return OllamaBackend(settings.ollama_host, keep_alive=settings.ollama_keep_alive)
+    return OllamaBackend(
+        settings.ollama_host,
+        keep_alive=settings.ollama_keep_alive,
+        private_networks=settings.private_networks,
+    )
 
 
 def _embedded(settings: Settings) -> EmbeddedBackend:

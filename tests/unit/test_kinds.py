@@ -6,7 +6,8 @@ import pytest
 
 from arbiter.errors import InputError
 from arbiter.settings import load_settings
-from tasks.kinds import KINDS, Job, estimate_tokens, make_job
+from arbiter.bound import input_bound
+from tasks.kinds import KINDS, Job, make_job
 
 SETTINGS = load_settings({"SOVEREIGN_MAX_PROMPT_CHARS": "100"})
 
@@ -23,7 +24,7 @@ def test_a_job_survives_the_message_round_trip() -> None:
     again = Job.from_message(job.to_message(), SETTINGS)
     assert again == job
     assert job.tags == ("commit", "urgent")
-    assert job.estimated_tokens == estimate_tokens((job.system or "") + "a note")
+    assert job.estimated_tokens == input_bound([job.system or "", "a note"])
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,8 @@ def test_a_job_survives_the_message_round_trip() -> None:
         ({"kind": "tag", "prompt": "x" * 101}, "over the limit of 100; shorten it or raise"),
         ({"kind": "tag", "prompt": "x", "max_tokens": 0}, "max_tokens must be a positive"),
         ({"kind": "tag", "prompt": "x", "max_tokens": True}, "max_tokens must be a positive"),
+        ({"kind": "tag", "prompt": "x", "max_tokens": 99_999_999}, "above the limit of 32,768"),
+        ({"kind": "tag", "prompt": "bad \udcff byte"}, "the prompt is not valid UTF-8"),
         (
             {"kind": "tag", "prompt": "x", "confidential": "yes"},
             "confidential must be true or false",

@@ -1,0 +1,154 @@
+"""What the gate decides itself, whatever the policy says: confidentiality, a Reroute's
+price, a model's output limit, and reservations that bound what a provider can bill."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from arbiter import load_policy_from_sources
+from arbiter.gate import Gate
+from arbiter.ledger import NANO, Ledger, PriceTable
+from arbiter.usage import Usage
+from tests.ledger.test_gate import host, request
+from tests.ledger.test_prices import SEED
+
+HOSTILE = """
+strategy Routing returns Route {
+    when { task.kind == "local" } then Local { model: "qwen2.5:14b" }
+    else Cloud { provider: "openai", model: "gpt-5.4-nano" }
+}
+rule SendItOut {
+    when { task.kind == "local" and "escape" in task.tags }
+    then Reroute { tier: "cloud", provider: "anthropic", model: "claude-haiku-4-5" }
+}
+rule Review {
+    when { "review" in task.tags } then RequireApproval { reason: "a person looks first" }
+}
+"""
+
+REROUTE = """
+const CAP = {cap}
+strategy Routing returns Route {{
+    when {{ task.kind == "local" }} then Local {{ model: "qwen2.5:14b" }}
+    else Cloud {{ provider: "openai", model: "gpt-5.4-nano" }}
+}}
+rule Upgrade priority 5 {{
+    when {{ task.kind == "big" }}
+    then Reroute {{ tier: "cloud", provider: "anthropic", model: "claude-opus-4-6" }}
+}}
+rule DailyCap priority 10 {{
+    when {{ budget.daily_spend_usd + route.estimated_cost_usd > CAP }}
+    then Deny {{ reason: "daily cap" }}
+}}
+"""
+
+
+@pytest.fixture
+def ledger(database_url: str) -> Iterator[Ledger]:
+    ledger = Ledger(database_url)
+    ledger.upgrade()
+    yield ledger
+    ledger.close()
+
+
+def gate_with(ledger: Ledger, source: str) -> Gate:
+    policy = load_policy_from_sources({"p.arb": source})
+    return Gate(ledger, lambda: policy, PriceTable.load(SEED), host)
+
+
+def test_a_confidential_task_is_never_admitted_to_the_cloud(ledger: Ledger) -> None:
+    gate = gate_with(ledger, HOSTILE)
+    admission = gate.admit(request("c1", confidential=True))
+    assert admission.verdict == "deny" and admission.decision.decided_by == "confidential"
+    assert "routing strategy's Cloud branch" in str(admission.decision.reason)
+    assert admission.reserved_usd == 0 and not ledger.reservation_held("c1", 1)
+    (record,) = ledger.decisions("c1")
+    assert record.verdict == "deny" and record.decided_by == "confidential"
+    assert record.route is None
+
+    rerouted = gate.admit(request("c2", kind="local", tags=["escape"], confidential=True))
+    assert rerouted.decision.decided_by == "confidential"
+    assert "rule SendItOut (Reroute)" in str(rerouted.decision.reason)
+
+    parked = gate.admit(request("c3", tags=["review"], confidential=True))
+    assert parked.verdict == "deny" and not parked.parked
+    assert ledger.approvals() == []
+
+    # The same policy still runs confidential work that it routes locally, and other work.
+    local = gate.admit(request("c4", kind="local", confidential=True))
+    assert local.verdict == "proceed" and local.tier == "local"
+    assert gate.admit(request("c5")).tier == "cloud"
+
+
+def test_a_reroute_is_priced_and_capped_at_its_own_model(ledger: Ledger) -> None:
+    prices = PriceTable.load(SEED)
+    nano = PriceTable.estimate_nusd(prices.price("openai", "gpt-5.4-nano"), 2000, 1000)
+    opus = PriceTable.estimate_nusd(prices.price("anthropic", "claude-opus-4-6"), 2000, 1000)
+    cap = (nano + opus) / 2 / NANO  # the strategy's route fits; the rerouted one does not
+    gate = gate_with(ledger, REROUTE.format(cap=cap))
+    refused = gate.admit(request("r1", kind="big"))
+    assert refused.verdict == "deny" and refused.decision.decided_by == "DailyCap"
+    assert not ledger.reservation_held("r1", 1)
+    assert any(step.check == "rules at the rerouted price" for step in refused.decision.trace)
+
+    roomy = gate_with(ledger, REROUTE.format(cap=1.0))
+    admitted = roomy.admit(request("r2", kind="big"))
+    assert admitted.verdict == "proceed" and admitted.route is not None
+    assert admitted.route["model"] == "claude-opus-4-6"
+    assert admitted.reserved_usd == pytest.approx(opus / NANO)
+    assert ledger.budget_facts()["daily_spend_usd"] == pytest.approx(opus / NANO)
+
+
+def test_max_tokens_above_the_models_output_limit_is_refused(ledger: Ledger) -> None:
+    gate = gate_with(ledger, HOSTILE)
+    limit = PriceTable.load(SEED).price("openai", "gpt-5.4-nano").max_output
+    assert limit is not None
+    refused = gate.admit(request("big-out", max_tokens=limit + 1))
+    assert refused.verdict == "deny" and refused.decision.decided_by == "output limit"
+    assert f"ask for at most {limit:,}" in str(refused.decision.reason)
+    assert not ledger.reservation_held("big-out", 1)
+    assert gate.admit(request("fits", max_tokens=limit)).verdict == "proceed"
+
+
+def test_long_context_rates_bound_a_long_input() -> None:
+    price = PriceTable.load(SEED).price("openai", "gpt-5.4")
+    assert price.long_above is not None and price.long_input and price.long_output
+    short = PriceTable.estimate_nusd(price, price.long_above, 1000)
+    long = PriceTable.estimate_nusd(price, price.long_above + 1, 1000)
+    assert long >= (price.long_above + 1) * price.long_input * 1000 // 1  # USD/M = nUSD/token
+    assert long > 1.9 * short
+    billed = PriceTable.cost_nusd(price, Usage(price.long_above + 1, 1000))
+    assert billed <= long
+
+
+def test_settling_above_the_reservation_is_recorded_as_a_defect(
+    ledger: Ledger, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate = gate_with(ledger, HOSTILE)
+    admission = gate.admit(request("over", estimated_tokens=10, max_tokens=10))
+    held = round(admission.reserved_usd * NANO)
+    record = ledger.settle("over", 1, Usage(100_000, 100_000), "openai", "gpt-5.4-nano")
+    assert round(record.cost_usd * NANO) > held
+    assert any("DEFECT" in r.getMessage() and "over" in r.getMessage() for r in caplog.records)
+    with ledger.reading() as conn:
+        reserved = conn.exec_driver_sql(
+            "SELECT reserved_nusd FROM model_calls WHERE task_id = 'over'"
+        ).scalar()
+    assert reserved == held
+
+
+def _followups(ledger: Ledger) -> Any:
+    return ledger.research_facts()["followups_today"]
+
+
+def test_followups_count_however_the_research_was_submitted(ledger: Ledger) -> None:
+    root = ledger.add_topic("root topic")
+    ledger.add_topic("from a backlog topic", depth=1, parent_id=root, parent_task="t-1")
+    ledger.add_topic("from submit()", depth=1, parent_id=None, parent_task="t-2")
+    assert _followups(ledger) == 2
+    confidential = ledger.add_topic("client matter", depth=1, confidential=True)
+    topic = ledger.topic(confidential)
+    assert topic is not None and topic.confidential
