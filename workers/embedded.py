@@ -14,9 +14,11 @@ hard time limit is the backstop.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import importlib.util
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,9 +101,40 @@ def _load(path: Path, n_ctx: int) -> Any:
     except ImportError:
         raise PermanentBackendError(f"llama-cpp-python is not installed; {INSTALL_HINT}") from None
     try:
-        return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+        with _without_extra_buffer_types():
+            return Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
     except (ValueError, RuntimeError) as exc:
         raise PermanentBackendError(f"llama.cpp cannot load {path} ({exc})") from None
+
+
+@contextlib.contextmanager
+def _without_extra_buffer_types() -> Iterator[None]:
+    """Load with ``use_extra_bufts = False``: the CPU keeps the weights as the file has them.
+
+    Extra buffer types let llama.cpp repack weights for special CPU kernels (AMX on
+    Sapphire Rapids, and others); that repacking crashed decode with a segfault on AMX
+    machines, so a wheel that happened to be built with it must not use it. The Makefile
+    also builds without AMX. ``Llama()`` does not take the field, so the default
+    parameters it asks for are adjusted while it loads (callers hold the model cache's
+    lock, so no other load runs meanwhile).
+    """
+    from llama_cpp import llama_cpp as capi
+
+    defaults = capi.llama_model_default_params
+    if "use_extra_bufts" not in (field[0] for field in capi.llama_model_params._fields_):
+        yield
+        return
+
+    def without() -> Any:
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    capi.llama_model_default_params = without
+    try:
+        yield
+    finally:
+        capi.llama_model_default_params = defaults
 
 
 # One per process: loading a GGUF is the expensive part, and every backend instance

@@ -87,3 +87,17 @@ def test_missing_gguf_is_model_not_found(tmp_path: Path) -> None:
     with pytest.raises(ModelNotFound, match="SOVEREIGN_EMBEDDED_MODEL_PATH"):
         backend.complete(request("hi"))
     assert backend.probe().available is False
+
+
+def test_model_loads_without_extra_buffer_types(embedded: EmbeddedBackend) -> None:
+    # Weight repacking into extra buffer types (AMX) crashed decode on Sapphire Rapids.
+    from workers.embedded import MODELS
+
+    embedded.load()
+    path = embedded.model_path
+    assert path is not None
+    assert MODELS.get(path, embedded.n_ctx).llama.model_params.use_extra_bufts is False
+    # Only the load is affected: llama.cpp's own defaults are left as they were.
+    from llama_cpp import llama_cpp as capi
+
+    assert capi.llama_model_default_params().use_extra_bufts is True
