@@ -113,7 +113,9 @@ def eval_command(paths: tuple[Path, ...], facts_path: str, as_json: bool) -> Non
     if decision.decided_by is not None:
         head += f" (decided by {decision.decided_by}: {decision.reason})"
     if decision.retry_after_s is not None and decision.verdict == "throttle":
-        head += f", retry after {decision.retry_after_s} s"
+        from tasks.broker import human_duration
+
+        head += f", retry after {human_duration(decision.retry_after_s)}"
     click.echo(f"verdict:  {head}")
     if decision.route is None:
         click.echo("route:    none (no routing strategy)")

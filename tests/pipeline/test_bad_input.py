@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -81,3 +84,87 @@ def test_policy_that_does_not_check_stops_start_up(stack: Stack) -> None:
         assert "Traceback" not in out
         assert f"{policy}:" in out or "policy.arb:" in out
         assert "daly_spend_usd" in out
+
+
+def test_wait_that_times_out_is_one_sentence(stack: Stack, redis_url: str) -> None:
+    # No worker runs: the task is queued and the wait gives up.
+    result = stack.sovereign("enqueue", "classify", "nobody takes this", "--wait", "--timeout", "1")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stdout + result.stderr
+    assert len(result.stdout.strip().splitlines()) == 1, result.stdout  # the decision
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "did not finish within 1" in result.stderr
+    assert queued(redis_url)["local"] == 2, "the task stays queued, as the sentence says"
+
+
+def test_prompt_argument_that_is_not_utf8(stack: Stack, redis_url: str) -> None:
+    before = len(stack.ledger.decisions())
+    # Bytes that are not UTF-8 reach Python as surrogate escapes; subprocess sends the bytes.
+    result = stack.sovereign("enqueue", "classify", os.fsdecode(b"caf\xe9 au lait"))
+    assert result.returncode == 1
+    out = one_sentence(result)
+    assert "argument 3 of the command line is not UTF-8 text (byte 0xe9 at character 4)" in out
+    assert queued(redis_url)["local"] == 1
+    assert len(stack.ledger.decisions()) == before
+
+
+def test_prompt_on_standard_input_that_is_not_utf8(stack: Stack, redis_url: str) -> None:
+    before = len(stack.ledger.decisions())
+    result = subprocess.run(
+        [sys.executable, "-m", "sovereign", "enqueue", "classify", "-"],
+        env=stack.env,
+        cwd=stack.home,
+        input=b"caf\xe9 au lait",
+        capture_output=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    out = (result.stdout + result.stderr).decode().strip()
+    assert "Traceback" not in out
+    assert out.splitlines() == [
+        "error: standard input is not UTF-8 text (byte 0xe9 at offset 3); convert the prompt "
+        "to UTF-8, e.g. with iconv, and try again"
+    ]
+    assert queued(redis_url)["local"] == 1
+    assert len(stack.ledger.decisions()) == before
+
+
+@pytest.mark.parametrize(
+    "command", [("enqueue", "classify", "hello"), ("spend",), ("status", "0" * 32), ("halt",)]
+)
+def test_database_url_that_is_not_a_url(
+    stack: Stack, redis_url: str, command: tuple[str, ...]
+) -> None:
+    before = len(stack.ledger.decisions())
+    stack.configure(database_url="not a url")
+    result = stack.sovereign(*command)
+    assert result.returncode == 1
+    assert one_sentence(result) == (
+        "error: invalid settings: SOVEREIGN_DATABASE_URL: 'not a url' is not a database URL; "
+        "use sqlite:///PATH (relative to SOVEREIGN_HOME) or postgresql://USER@HOST/DB"
+    )
+    stack.configure(database_url=f"sqlite:///{stack.home / 'var' / 'sovereign.db'}")
+    assert queued(redis_url)["local"] == 1
+    assert len(stack.ledger.decisions()) == before
+    assert not stack.ledger.is_halted()
+
+
+@pytest.mark.parametrize("where", ["relative", "absolute"])
+@pytest.mark.parametrize("command", [("enqueue", "classify", "hello"), ("spend",)])
+def test_sqlite_ledger_in_a_folder_that_does_not_exist(
+    stack: Stack, redis_url: str, where: str, command: tuple[str, ...]
+) -> None:
+    before = len(stack.ledger.decisions())
+    missing = stack.home / "ledgers"
+    url = "sqlite:///ledgers/sovereign.db" if where == "relative" else f"sqlite:///{missing}/x.db"
+    stack.configure(database_url=url)
+    result = stack.sovereign(*command)
+    assert result.returncode == 1
+    assert one_sentence(result) == (
+        f"error: the folder {missing} of the SQLite ledger does not exist; create it, or fix "
+        "SOVEREIGN_DATABASE_URL (a relative path is taken from SOVEREIGN_HOME)"
+    )
+    assert not missing.exists(), "no folder, and no empty ledger, was created"
+    stack.configure(database_url=f"sqlite:///{stack.home / 'var' / 'sovereign.db'}")
+    assert queued(redis_url)["local"] == 1
+    assert len(stack.ledger.decisions()) == before
