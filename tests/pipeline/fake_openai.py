@@ -4,7 +4,12 @@ Pipeline tests point both the `openai` cloud backend and the `openai_compat` loc
 at it, so real worker processes make real HTTP calls through the real SDK. It records
 every call, so a test can count what reached a model. A prompt containing ``SLOW:<s>``
 makes the answer wait that many seconds (for killing a worker mid-call); ``FLAKY:<n>``
-answers 429 to the first n calls of that prompt.
+answers 429 to the first n calls of that prompt; ``FOLLOWUPS:<n>`` makes a structured
+answer propose n follow-up questions that repeat the prompt's last words.
+
+With ``real_tokens=True`` it bills like a provider at its worst: the input counted by a
+real byte-level BPE tokenizer plus OpenAI's documented chat framing (3 tokens a message,
+3 more to prime the reply), and every output token the request allowed.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from typing import Any
 
 SLOW = re.compile(r"SLOW:(\d+(?:\.\d+)?)")
 FLAKY = re.compile(r"FLAKY:(\d+)")
+FOLLOWUPS = re.compile(r"FOLLOWUPS:(\d+)")
 
 
 class FakeOpenAI:
     """Start with `start()`; `calls` lists (path, model, prompt) of every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, real_tokens: bool = False) -> None:
+        self.real_tokens = real_tokens
         self.calls: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -82,8 +89,13 @@ class FakeOpenAI:
                 words = prompt.split()
                 text = "fake answer: " + " ".join(words[-8:])
                 if _wants_json(body):
-                    text = json.dumps({"brief": text, "followups": []})
+                    wanted = FOLLOWUPS.search(prompt)
+                    asked = int(wanted.group(1)) if wanted else 0
+                    more = [f"follow-up {n}: {' '.join(words[-4:])}" for n in range(asked)]
+                    text = json.dumps({"brief": text, "followups": more})
                 n_in, n_out = max(1, len(words)), len(text.split())
+                if fake.real_tokens:
+                    n_in, n_out = _billed(body)
                 if path.endswith("/chat/completions"):
                     self._send(200, _chat(body, text, n_in, n_out))
                 else:
@@ -98,6 +110,26 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
         return Handler
+
+
+def _billed(body: dict[str, Any]) -> tuple[int, int]:
+    """Input by a real BPE tokenizer plus chat framing; output: all that was allowed."""
+    from tests.tokens import count_tokens
+
+    texts = [str(m.get("content") or "") for m in body.get("messages", [])]
+    if not texts:
+        texts = [_responses_prompt(body.get("input")), str(body.get("instructions") or "")]
+    n_in = sum(count_tokens(t) + 3 for t in texts) + 3
+    fmt = body.get("response_format") or (body.get("text") or {}).get("format")
+    if isinstance(fmt, dict):
+        n_in += count_tokens(json.dumps(fmt))
+    allowed = (
+        body.get("max_completion_tokens")
+        or body.get("max_tokens")
+        or body.get("max_output_tokens")
+        or 1
+    )
+    return n_in, int(allowed)
 
 
 def _responses_prompt(value: Any) -> str:
