@@ -155,6 +155,14 @@ def test_confidential_work_never_reaches_the_cloud_under_a_hostile_policy(
         "research", f"{marker} FOLLOWUPS:2 root research", confidential=True, app=stack.app
     )
     assert research.result(timeout=60)["provider"] == "openai_compat"
+    # A retry passes the gate again: the policy reroutes it to the cloud, the gate refuses.
+    flaky = submit("research", f"{marker} FLAKY:1 retried", confidential=True, app=stack.app)
+    wait_for(
+        lambda: [d.decided_by for d in stack.ledger.decisions(flaky.task_id)]
+        == [None, "confidential"],
+        60,
+        "the retry's refusal",
+    )
     added = stack.sovereign("topics", "add", f"{marker} backlog topic", "--confidential")
     assert added.returncode == 0, added.stderr
     stack.start("beat", "beat", "--loglevel", "INFO")
