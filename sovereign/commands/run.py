@@ -5,14 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
+import signal
+import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 from typing import Any
 
 import click
 
-from arbiter.errors import ConfigError, TaskBlocked, TaskFailed
+from arbiter.errors import ConfigError, SovereignError, TaskBlocked, TaskFailed
 from arbiter.settings import Settings, load_settings
-from sovereign.supervisor import Supervisor, sovereign_argv
+from sovereign.supervisor import PEOPLE, Supervisor, sovereign_argv
 
 FLOWER_HINT = (
     "Flower needs basic-auth credentials: set SOVEREIGN_FLOWER_USER and "
@@ -48,26 +54,34 @@ def up(no_flower: bool) -> None:
     from sovereign.embedded_broker import EmbeddedBroker
     from tasks.broker import ping, redacted
 
+    env = dict(os.environ)
     embedded: EmbeddedBroker | None = None
     if settings.broker_url:
         url = settings.broker_url
         ping(url)
+        where = ""
     else:
         embedded = EmbeddedBroker(settings)
         url = embedded.start()
-    click.echo(f"broker {redacted(url)}{' (embedded Valkey)' if embedded else ''}")
-    env = dict(os.environ, SOVEREIGN_BROKER_URL=url)
-    sup = Supervisor()
+        where = f" (embedded Valkey, data in {embedded.data_dir})"
+        # The others read var/broker.url, which follows the broker if it ever moves.
+        env.pop("SOVEREIGN_BROKER_URL", None)
+    click.echo(f"broker {redacted(url)}{where}")
+    log_dir = settings.var_dir / "log"
+    flower_url = None
+    if not no_flower and settings.flower_user and settings.flower_password:
+        flower_url = f"http://{settings.flower_address}:{settings.flower_port}/"
+    ready = _Ready(settings, f"{redacted(url)}{where}", log_dir, flower_url, no_flower)
+    sup = Supervisor(log_dir=log_dir, on_line=ready.line)
+    if embedded is not None:
+        sup.adopt("broker", embedded.process, embedded.launch, stop_last=True)
     sup.add("beat", sovereign_argv("beat"), env)
     sup.add("local", sovereign_argv("worker", "local"), env)
     sup.add("cloud", sovereign_argv("worker", "cloud"), env)
-    if no_flower:
-        pass
-    elif settings.flower_user and settings.flower_password:
+    if flower_url:
         sup.add("flower", sovereign_argv("flower"), env)
-        click.echo(f"flower http://{settings.flower_address}:{settings.flower_port}/")
-    else:
-        click.echo(f"flower not started. {FLOWER_HINT}.")
+    click.echo(f"starting beat and the local and cloud workers (their logs: {log_dir})")
+    threading.Thread(target=lambda: ready.smoke_done(smoke_test(settings)), daemon=True).start()
     try:
         status = sup.run()
     finally:
@@ -76,12 +90,145 @@ def up(no_flower: bool) -> None:
     sys.exit(status)
 
 
+class _Ready:
+    """Prints one banner once both workers said they are ready and the smoke test ended."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        broker: str,
+        log_dir: Path,
+        flower_url: str | None,
+        no_flower: bool,
+    ) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.log_dir = log_dir
+        self.flower_url = flower_url
+        self.no_flower = no_flower
+        self.nodes: dict[str, str] = {}
+        self.smoke: str | None = None
+        self.printed = False
+        self.lock = threading.Lock()
+
+    def line(self, name: str, line: str) -> None:
+        found = re.match(rf"^{PEOPLE}(\S+@\S+) ready", line)
+        if found and name in ("local", "cloud"):
+            with self.lock:
+                self.nodes[name] = found[1]
+            self._maybe_print()
+
+    def smoke_done(self, sentence: str) -> None:
+        click.echo(f"local model: {sentence}")
+        with self.lock:
+            self.smoke = sentence
+        self._maybe_print()
+
+    def _maybe_print(self) -> None:
+        with self.lock:
+            if self.printed or self.smoke is None or len(self.nodes) < 2:
+                return
+            self.printed = True
+        if self.flower_url:
+            flower = f"{self.flower_url} (user {self.settings.flower_user})"
+        elif self.no_flower:
+            flower = "not started (--no-flower)"
+        else:
+            flower = f"not started. {FLOWER_HINT}."
+        s = self.settings
+        lines = [
+            "",
+            "sovereign is ready.",
+            f"  broker   {self.broker}",
+            f"  workers  {self.nodes['local']} (queue {s.queue_local}), "
+            f"{self.nodes['cloud']} (queue {s.queue_cloud})",
+            f"  beat     queues a research topic every {s.beat_interval_s:g} s",
+            f"  flower   {flower}",
+            f"  logs     {self.log_dir}",
+            f"  try      {_sovereign_command()} enqueue summarize "
+            '"Notes from today: ship the beta on Friday." --wait',
+            "  stop     Ctrl-C (running tasks finish first; Ctrl-C again stops at once)",
+            "",
+        ]
+        click.echo("\n".join(lines))
+
+
+def _sovereign_command() -> str:
+    """How to run `sovereign` from here: the virtualenv's script, relative when it can be."""
+    script = Path(sys.executable).parent / "sovereign"
+    if not script.exists():
+        return "sovereign"
+    with contextlib.suppress(ValueError):
+        return str(script.relative_to(Path.cwd()))
+    return str(script)
+
+
+SMOKE_TIMEOUT_S = 180.0
+SMOKE_CODE = "from sovereign.commands.run import smoke_child; smoke_child()"
+
+
+def smoke_test(settings: Settings) -> str:
+    """One tiny completion on the local backend, in a child process so that a crashing
+    model (a segfault in llama.cpp) cannot take `up` down; one sentence saying how it went."""
+    from sovereign.supervisor import orphan_proof
+    from workers.registry import resolve_local_provider
+
+    try:
+        provider = resolve_local_provider(settings)
+    except SovereignError as exc:
+        return f"not tested: {exc}"
+    argv = orphan_proof([sys.executable, "-c", SMOKE_CODE])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=SMOKE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return (
+            f"the {provider} backend did not answer a test prompt within {SMOKE_TIMEOUT_S:g} s; "
+            "local tasks may time out, cloud work runs"
+        )
+    said = (done.stdout.strip().splitlines() or [""])[-1]
+    if done.returncode == 0:
+        return said
+    if done.returncode < 0:
+        crash = signal.Signals(-done.returncode).name
+        fix = (
+            "set SOVEREIGN_LOCAL_BACKEND=ollama (with Ollama running) or rebuild llama.cpp "
+            "(`rm -f .venv/.llama-* && make install`)"
+            if provider == "embedded"
+            else f"check the {provider} server"
+        )
+        return (
+            f"the {provider} backend crashed its process ({crash}) on a test prompt, so local "
+            f"tasks would crash the local worker; {fix}; cloud work runs meanwhile"
+        )
+    reason = said.removeprefix("error: ") or f"exit status {done.returncode}"
+    return f"the {provider} backend failed a test prompt ({reason}); cloud work runs meanwhile"
+
+
+def smoke_child() -> None:
+    """The smoke test's child process: one tiny completion, one line on standard output."""
+    from workers.protocol import CompletionRequest
+    from workers.registry import build_backend
+
+    settings = load_settings()
+    try:
+        backend = build_backend({"tier": "local", "provider": "local"}, settings)
+        request = CompletionRequest.from_prompt(
+            "Say OK.", model=settings.local_model, max_tokens=4, timeout_s=120.0
+        )
+        done = backend.complete(request)
+    except SovereignError as exc:
+        click.echo(f"error: {str(exc).rstrip('.')}")
+        sys.exit(1)
+    click.echo(
+        f"{done.provider} {done.model} answered a test prompt in {done.timings.latency_s:.1f} s"
+    )
+
+
 @click.command()
 def broker() -> None:
-    """Run the embedded Valkey broker in the foreground (for Procfile and PM2)."""
-    import signal
-    import threading
+    """Run the embedded Valkey broker in the foreground (for Procfile and PM2).
 
+    A Valkey that dies is started again on the same port, with a growing pause."""
     settings = load_settings()
     if settings.broker_url:
         raise ConfigError(
@@ -91,16 +238,15 @@ def broker() -> None:
     from sovereign.embedded_broker import EmbeddedBroker
 
     embedded = EmbeddedBroker(settings)
-    click.echo(f"embedded Valkey on {embedded.start()}")
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    url = embedded.start()
+    click.echo(f"embedded Valkey on {url}, data in {embedded.data_dir}")
+    sup = Supervisor()
+    sup.adopt("valkey", embedded.process, embedded.launch, stop_last=True)
     try:
-        while not stop.wait(1.0):
-            if not embedded.alive():
-                raise ConfigError("the embedded Valkey stopped; see var/valkey/valkey.log")
+        status = sup.run()
     finally:
         embedded.stop()
+    sys.exit(status)
 
 
 def check_policy_files(settings: Settings) -> None:
@@ -117,6 +263,62 @@ def _celery(argv: list[str]) -> None:
     get_app().start(argv)
 
 
+def _follow_broker(settings: Settings, url: str) -> None:
+    """Stop this process (its supervisor starts it again) when the embedded broker has
+    moved to another port, since a Celery app keeps the URL it started with."""
+    if settings.broker_url:
+        return
+    from tasks.broker import resolve_broker_url
+
+    def watch() -> None:
+        while True:
+            time.sleep(2.0)
+            with contextlib.suppress(SovereignError):
+                now = resolve_broker_url(settings)
+                if now != url:
+                    _say(f"the broker moved to {now}; restarting to follow it")
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+
+    threading.Thread(target=watch, name="follow-broker", daemon=True).start()
+
+
+def _announce_worker() -> None:
+    """Lines for people: when the worker is ready, and which tasks a shutdown waits for."""
+    from celery import signals
+
+    def ready(sender: Any, **_: Any) -> None:
+        _say(f"{sender.hostname} ready")
+
+    def shutting_down(how: str = "Warm", **_: Any) -> None:
+        from celery.worker import state
+
+        running = [_describe(request) for request in list(state.active_requests)]
+        if how == "Warm" and running:
+            tasks = "task" if len(running) == 1 else "tasks"
+            _say(f"stopping after {len(running)} running {tasks}: {'; '.join(running)}")
+
+    signals.worker_ready.connect(ready, weak=False)
+    signals.worker_shutting_down.connect(shutting_down, weak=False)
+
+
+def _say(text: str) -> None:
+    """A line for people on the real standard output (Celery turns sys.stdout into a log)."""
+    print(f"{PEOPLE}{text}", file=sys.__stdout__, flush=True)
+
+
+def _describe(request: Any) -> str:
+    """A running task for a sentence: its kind, its id and how long it has run."""
+    job = (getattr(request, "kwargs", None) or {}).get("job") or {}
+    kind = job.get("kind") if isinstance(job, dict) else None
+    text = f"{kind or request.name} {request.id}"
+    if request.time_start:
+        from tasks.broker import human_duration
+
+        text += f" (running for {human_duration(time.time() - request.time_start)})"
+    return text
+
+
 @click.command()
 @click.argument("queue", type=click.Choice(["local", "cloud"]))
 @click.option("--loglevel", default="INFO", show_default=True)
@@ -126,7 +328,7 @@ def worker(queue: str, loglevel: str) -> None:
     from tasks.broker import wait_for_broker
 
     check_policy_files(settings)
-    wait_for_broker(settings)
+    url = wait_for_broker(settings)
     name = settings.queue_local if queue == "local" else settings.queue_cloud
     argv = ["worker", "-Q", f"{name},{settings.queue_control}", "-n", f"{queue}@%h"]
     argv += ["--loglevel", loglevel, "-E", "--without-mingle", "--without-gossip"]
@@ -135,6 +337,8 @@ def worker(queue: str, loglevel: str) -> None:
     else:
         # Cloud calls wait on the network: threads give concurrency cheaply.
         argv += ["-c", str(settings.cloud_concurrency), "--pool", "threads"]
+    _announce_worker()
+    _follow_broker(settings, url)
     _celery(argv)
 
 
@@ -146,9 +350,10 @@ def beat(loglevel: str) -> None:
     from tasks.broker import wait_for_broker
 
     check_policy_files(settings)
-    wait_for_broker(settings)
+    url = wait_for_broker(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
     schedule = str(settings.var_dir / "celerybeat-schedule")
+    _follow_broker(settings, url)
     _celery(["beat", "-s", schedule, "--loglevel", loglevel])
 
 
