@@ -4,8 +4,8 @@ Output lines of each child are prefixed with its name (as honcho does). With a l
 folder, every line goes to ``<folder>/<name>.log`` and the terminal shows only what a
 person needs: errors (with their tracebacks) and the lines a `sovereign` process prints
 for people (marked with ``sovereign: ``). A child that dies is restarted with a growing
-pause, one line each time; one that dies too often stops the stack. SIGINT and SIGTERM
-stop the stack: workers first, so they finish their current task (warm shutdown), then
+pause (up to half a minute), one line each time, for as long as the stack runs: a stack
+left unattended keeps trying rather than giving up. SIGINT and SIGTERM stop the stack: workers first, so they finish their current task (warm shutdown), then
 the children marked ``stop_last`` (the broker); a second Ctrl-C stops everything at once.
 
 Children get SIGTERM from the kernel if the supervisor dies (Linux ``PR_SET_PDEATHSIG``),
@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -32,8 +32,8 @@ from arbiter.errors import SovereignError
 
 log = logging.getLogger("sovereign.up")
 
-MAX_RESTARTS = 5
-RESTART_WINDOW_S = 120.0
+MAX_PAUSE_S = 30.0
+STABLE_S = 60.0  # a child that ran this long starts again from the shortest pause
 STOP_TIMEOUT_S = 60.0
 PEOPLE = "sovereign: "  # a line a `sovereign` process prints for people, not for the log
 
@@ -41,6 +41,7 @@ PEOPLE = "sovereign: "  # a line a `sovereign` process prints for people, not fo
 # which Flower uses ("[E 261202 07:15:47 web:1234] ...").
 _CELERY_RECORD = re.compile(r"^\[\d{4}-\d\d-\d\d [\d:,.]+: ([A-Z]+)/")
 _TORNADO_RECORD = re.compile(r"^\[([DIWEC]) \d{6} ")
+_RECORD_PREFIX = re.compile(r"^\[[^\]]*\] ")
 
 # Run in a child before its program: ask the kernel for a signal when the thread that
 # started it dies, check that it has not died already, then become the program. (A
@@ -69,7 +70,10 @@ class Child:
     stop_last: bool = False
     process: subprocess.Popen[bytes] | None = None
     failed_start: bool = False
-    restarts: list[float] = field(default_factory=list)
+    started_at: float = 0.0
+    restart_at: float | None = None
+    failures: int = 0
+    last_line: str = ""
 
 
 class _Screen:
@@ -148,23 +152,27 @@ class Supervisor:
             self.say(child.name, f"could not start: {exc}")
             return
         child.process, child.failed_start = process, False
+        child.started_at, child.last_line = time.monotonic(), ""
         if process.stdout is not None:
-            threading.Thread(target=self._pump, args=(child.name, process), daemon=True).start()
+            threading.Thread(target=self._pump, args=(child, process), daemon=True).start()
         self.say(child.name, f"started (pid {process.pid})")
 
-    def _pump(self, name: str, process: subprocess.Popen[bytes]) -> None:
+    def _pump(self, child: Child, process: subprocess.Popen[bytes]) -> None:
         assert process.stdout is not None
+        name = child.name
         screen = _Screen() if self._log_dir is not None else None
         with self._log(name) as log_file:
             for raw in process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip()
+                if line.strip():
+                    child.last_line = _RECORD_PREFIX.sub("", line.strip())
                 if log_file is not None:
                     log_file.write(line + "\n")
                     log_file.flush()
-                if self._on_line is not None:
-                    self._on_line(name, line)
                 if screen is None or screen.shows(line):
                     self.say(name, line.removeprefix(PEOPLE))
+                if self._on_line is not None:
+                    self._on_line(name, line)
 
     def _log(self, name: str) -> contextlib.AbstractContextManager[IO[str] | None]:
         if self._log_dir is None:
@@ -180,25 +188,26 @@ class Supervisor:
     def run(self) -> int:
         """Start everything and supervise; the exit status is 0 on a requested stop."""
         previous = {sig: signal.signal(sig, self.stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        status = 0
         try:
             for child in self.children:
                 if child.process is None:
                     self._start(child)
-            while not self._stopping.wait(0.5):
+                else:
+                    child.started_at = time.monotonic()
+            while not self._stopping.wait(0.2):
                 for child in self.children:
-                    code = self._exit_code(child)
-                    if code is None:
-                        continue
-                    if not self._restart(child, code):
-                        status = 1
-                        self._stopping.set()
-                        break
+                    if child.restart_at is None:
+                        code = self._exit_code(child)
+                        if code is not None:
+                            self._schedule_restart(child, code)
+                    elif time.monotonic() >= child.restart_at:
+                        child.restart_at = None
+                        self._start(child)
         finally:
             self._shutdown()
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        return status
+        return 0
 
     @staticmethod
     def _exit_code(child: Child) -> int | None:
@@ -206,23 +215,21 @@ class Supervisor:
             return 1
         return None if child.process is None else child.process.poll()
 
-    def _restart(self, child: Child, code: int) -> bool:
+    def _schedule_restart(self, child: Child, code: int) -> None:
         now = time.monotonic()
-        child.restarts = [t for t in child.restarts if now - t < RESTART_WINDOW_S] + [now]
-        if len(child.restarts) > MAX_RESTARTS:
-            self.say(
-                child.name,
-                f"exited {code} {MAX_RESTARTS} times in {RESTART_WINDOW_S:.0f}s; stopping "
-                "the stack (see its lines above)",
-            )
-            return False
-        pause = min(10.0, 0.5 * 2 ** (len(child.restarts) - 1))
-        self.say(child.name, f"exited {code}; restarting in {pause:.1f}s")
+        if now - child.started_at > STABLE_S:
+            child.failures = 0
+        child.failures += 1
+        pause = min(MAX_PAUSE_S, 0.5 * 2 ** (child.failures - 1))
+        if code < 0:
+            how = f"was killed ({_signal_name(-code)})"
+        else:
+            # Its last line says why, when the terminal did not show it (a warning).
+            said = f": {child.last_line}" if code > 0 and child.last_line else ""
+            how = f"exited {code}{said}"
+        self.say(child.name, f"{how}; restarting in {pause:g} s")
         child.process, child.failed_start = None, False
-        if self._stopping.wait(pause):
-            return True
-        self._start(child)
-        return True
+        child.restart_at = now + pause
 
     def _shutdown(self) -> None:
         """Workers and beat first, then the children marked stop_last (the broker)."""
@@ -249,6 +256,13 @@ class Supervisor:
                     break
                 self._hurry.wait(0.1)
             self.say(child.name, "stopped")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def sovereign_argv(*args: str) -> list[str]:

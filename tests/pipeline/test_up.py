@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import signal
 import socket
 from collections.abc import Callable
@@ -12,7 +14,7 @@ import pytest
 import redis
 
 from arbiter.settings import load_settings
-from sovereign.embedded_broker import EmbeddedBroker
+from sovereign.embedded_broker import EmbeddedBroker, valkeys_on
 from tests.pipeline.conftest import Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -24,8 +26,15 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(make_stack: Callable[..., Sta
     up = stack.start("up", "up")
     url_file = stack.home / "var" / "broker.url"
     wait_for(url_file.exists, 60, "the embedded broker")
-    wait_for(lambda: "local@" in stack.log("up") and "ready" in stack.log("up"), 90, "workers")
-    assert "Flower needs basic-auth credentials: set SOVEREIGN_FLOWER_USER" in stack.log("up")
+    wait_for(lambda: "sovereign is ready." in stack.log("up"), 90, "the ready banner")
+    log = stack.log("up")
+    assert re.search(r"workers  local@\S+ \(queue local\), cloud@\S+ \(queue cloud\)", log)
+    assert "Flower needs basic-auth credentials: set SOVEREIGN_FLOWER_USER" in log
+    assert "local model: openai_compat" in log and "answered a test prompt" in log
+    assert "enqueue summarize" in log, "the banner says what to try first"
+    # Celery's banners and warnings are in the log files, not on the terminal.
+    assert "[queues]" not in log and "Warning" not in log
+    assert "[queues]" in (stack.home / "var" / "log" / "local.log").read_text()
 
     done = stack.sovereign("enqueue", "summarize", "notes from the up test", "--wait", "--json")
     assert done.returncode == 0, done.stderr
@@ -41,6 +50,40 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(make_stack: Callable[..., Sta
     assert "Traceback" not in log
     for name in ("beat", "local", "cloud"):
         assert f"{name:<6} | stopped" in log
+
+
+def test_up_brings_a_killed_broker_back_and_refuses_a_second_one(
+    make_stack: Callable[..., Stack],
+) -> None:
+    stack = make_stack("unused")
+    del stack.env["SOVEREIGN_BROKER_URL"]
+    up = stack.start("up", "up", "--no-flower")
+    wait_for(lambda: "sovereign is ready." in stack.log("up"), 90, "the ready banner")
+    url = (stack.home / "var" / "broker.url").read_text().strip()
+    data_dir = (stack.home / "var" / "valkey").resolve()
+    [first] = valkeys_on(data_dir)
+
+    second = stack.sovereign("broker")
+    assert second.returncode == 1
+    assert second.stderr.strip().splitlines() == [
+        f"error: the embedded broker of {data_dir} already runs (pid {up.pid}, {url}); use "
+        "it, or stop that process first"
+    ]
+
+    os.kill(first, signal.SIGKILL)
+    wait_for(
+        lambda: "broker | was killed (SIGKILL); restarting in" in stack.log("up"), 30, "the restart"
+    )
+    wait_for(lambda: valkeys_on(data_dir) not in ([], [first]), 30, "a new Valkey")
+    assert len(valkeys_on(data_dir)) == 1
+    assert (stack.home / "var" / "broker.url").read_text().strip() == url, "the same address"
+    done = stack.sovereign("enqueue", "summarize", "after the broker came back", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["result"]["worker"].startswith("local@")
+
+    up.send_signal(signal.SIGINT)
+    assert up.wait(timeout=90) == 0, stack.log("up")
+    assert valkeys_on(data_dir) == []
 
 
 def test_flower_without_credentials_says_how_to_set_them(
