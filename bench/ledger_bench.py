@@ -10,13 +10,17 @@ For SQLite (a temporary file) and PostgreSQL (a database of the bench's own on
   writing the task row and the decision record. In steady state a worker settles each
   task soon after: the bench settles the admission 32 places back (outside the timing), so
   held reservations stay few and settled calls accumulate as in production;
+- ``admit full``: the same on a ledger holding 1,000,000 recorded model calls (over the
+  last 30 days) and 100,000 queued tasks with their reservations held;
 - ``admit x8``: 8 processes race 250 admissions each against a cap written in a rule; the
   run then replays every decision in lock order to show the cap held exactly (nothing
   admitted past it, nothing refused while it had room).
 
-Prints a table and writes bench/results/ledger_bench.json.
+Targets: admission p50 at most 2.5x the bare transaction's, p99 at most 5 ms, and p50 on
+the full ledger at most 1.2x the empty one's. Prints a table and writes
+bench/results/ledger_bench.json.
 
-    .venv/bin/python bench/ledger_bench.py [--single 2000] [--procs 8] [--per-proc 250]
+    .venv/bin/python bench/ledger_bench.py [--single 2000] [--calls 1000000] [--queued 100000]
 """
 
 from __future__ import annotations
@@ -149,9 +153,45 @@ def single(ledger: Ledger, count: int) -> dict[str, Any]:
             done = pending.pop(0)
             ledger.settle(done, 1, Usage(2000, 300), *MODEL)
     # Throughput of the admissions themselves: settling is the workers' time, not the gate's.
-    # Each settle moves the facts, so on PostgreSQL the next one-trip try is refused and
-    # retried with the facts that try read (see arbiter/gate.py); ``paths`` counts them.
-    return {**summary(latencies, sum(latencies)), "paths": dict(gate.paths)}
+    return summary(latencies, sum(latencies))
+
+
+SQLITE_NUMBERS = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {count})"
+PG_NUMBERS = "WITH n(i) AS (SELECT generate_series(1, {count}))"
+
+
+def fill(ledger: Ledger, calls: int, queued: int) -> None:
+    """``calls`` settled model calls over the last 30 days and ``queued`` queued tasks with
+    their reservations held, written by the database itself."""
+    sqlite = ledger.dialect == "sqlite"
+    numbers = SQLITE_NUMBERS if sqlite else PG_NUMBERS
+    if sqlite:
+        ago = "strftime('%Y-%m-%d %H:%M:%f', 'now', '-' || (i % 43200) || ' minutes')"
+        now, later = "strftime('%Y-%m-%d %H:%M:%f', 'now')", "'2999-01-01 00:00:00'"
+    else:
+        ago = "(now() at time zone 'utc') - make_interval(mins => i % 43200)"
+        now, later = "(now() at time zone 'utc')", "timestamp '2999-01-01'"
+    with ledger.transaction() as conn:
+        conn.exec_driver_sql(
+            numbers.format(count=calls)
+            + " INSERT INTO model_calls (task_id, attempt, tier, provider, model, input_tokens,"
+            " output_tokens, cached_tokens, cache_write_tokens, total_tokens, cost_nusd, status,"
+            f" recorded_at) SELECT 'old-' || i, 1, 'cloud', 'openai', 'gpt-5.4-nano', 2000, 300,"
+            f" 0, 0, 2300, 775000, 'succeeded', {ago} FROM n"
+        )
+        conn.exec_driver_sql(
+            numbers.format(count=queued)
+            + " INSERT INTO tasks (id, kind, source, status, queue, attempt, confidential, depth,"
+            f" created_at, updated_at) SELECT 'queued-' || i, 'summarize', 'bench', 'queued',"
+            f" 'cloud', 1, false, 0, {now}, {now} FROM n"
+        )
+        conn.exec_driver_sql(
+            numbers.format(count=queued)
+            + " INSERT INTO reservations (task_id, attempt, amount_nusd, tokens, tier, provider,"
+            " model, status, created_at, expires_at) SELECT 'queued-' || i, 1, 1000000, 3000,"
+            f" 'cloud', 'openai', 'gpt-5.4-nano', 'held', {now}, {later} FROM n"
+        )
+    ledger.upgrade()  # fills the per-day and per-minute totals from the calls
 
 
 def race(url: str, cap: float, worker: int, count: int, start: Any) -> dict[str, Any]:
@@ -230,6 +270,10 @@ def sqlite_database() -> Iterator[str]:
         yield f"sqlite:///{Path(folder) / 'ledger.db'}"
 
 
+def scratch(database: str) -> Any:
+    return sqlite_database() if database == "sqlite" else scratch_postgres()
+
+
 def run(database: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{database}: bare ...", file=sys.stderr, flush=True)
     ledger = Ledger(url)
@@ -238,11 +282,26 @@ def run(database: str, url: str, args: argparse.Namespace) -> dict[str, Any]:
     print(f"{database}: admit x1 ...", file=sys.stderr, flush=True)
     one = single(ledger, args.single)
     ledger.close()
-    with sqlite_database() if database == "sqlite" else scratch_postgres() as fresh:
+    with scratch(database) as full_url:
+        print(f"{database}: filling {args.calls:,} calls, {args.queued:,} queued ...",
+              file=sys.stderr, flush=True)  # fmt: skip
+        full = Ledger(full_url)
+        full.upgrade()
+        fill(full, args.calls, args.queued)
+        print(f"{database}: admit full ...", file=sys.stderr, flush=True)
+        crowded = single(full, args.single)
+        full.close()
+    with scratch(database) as fresh:
         Ledger(fresh).upgrade()
         print(f"{database}: admit x{args.procs} ...", file=sys.stderr, flush=True)
         many, check = multi(fresh, args.procs, args.per_proc)
-    return {"bare": base, "admit_x1": one, f"admit_x{args.procs}": many, "cap": check}
+    return {
+        "bare": base,
+        "admit_x1": one,
+        "admit_full": crowded,
+        f"admit_x{args.procs}": many,
+        "cap": check,
+    }
 
 
 def table(results: dict[str, dict[str, Any]]) -> str:
@@ -269,8 +328,19 @@ def table(results: dict[str, dict[str, Any]]) -> str:
         zip(row, widths, strict=True))) for row in rows]  # fmt: skip
     lines.insert(1, "  ".join("-" * w for w in widths))
     for database, runs in results.items():
-        if runs["admit_x1"].get("paths"):
-            lines.append(f"{database}: admit x1 paths {runs['admit_x1']['paths']}")
+        base, one, full = runs["bare"], runs["admit_x1"], runs["admit_full"]
+        ratio, flat = one["p50_ms"] / base["p50_ms"], full["p50_ms"] / one["p50_ms"]
+        runs["targets"] = {
+            "admit_over_bare_p50": ratio,
+            "admit_p99_ms": one["p99_ms"],
+            "full_over_empty_p50": flat,
+            "met": ratio <= 2.5 and one["p99_ms"] <= 5 and flat <= 1.2,
+        }
+        lines.append(
+            f"{database}: admit p50 {ratio:.2f}x bare (target <= 2.5), p99 {one['p99_ms']:.2f} ms "
+            f"(<= 5), full ledger p50 {flat:.2f}x empty (<= 1.2): "
+            f"{'met' if runs['targets']['met'] else 'NOT MET'}"
+        )
     for database, runs in results.items():
         cap = runs["cap"]
         lines.append(
@@ -288,6 +358,8 @@ def main() -> None:
     parser.add_argument("--single", type=int, default=2000)
     parser.add_argument("--procs", type=int, default=8)
     parser.add_argument("--per-proc", type=int, default=250)
+    parser.add_argument("--calls", type=int, default=1_000_000)
+    parser.add_argument("--queued", type=int, default=100_000)
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}

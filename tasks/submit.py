@@ -6,11 +6,12 @@ router asks the gate), and returns a handle carrying the task id and the decisio
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from arbiter.errors import BrokerUnavailable, SovereignError, TaskFailed, TaskParked
-from tasks.broker import first_line
+from tasks.broker import first_line, human_duration, ping
 from tasks.kinds import make_job
 from tasks.names import COMPLETE
 
@@ -49,9 +50,12 @@ class Handle:
         try:
             value = self._async.get(timeout=timeout, propagate=False)
         except CeleryTimeout:
+            # Stop listening for it, or the result consumer complains at interpreter exit.
+            with contextlib.suppress(Exception):
+                self._async.backend.remove_pending_result(self._async)
             raise TaskFailed(
-                f"task {self.task_id} did not finish within {timeout}s; it is still queued "
-                f"or running (see `sovereign status {self.task_id}`)"
+                f"task {self.task_id} did not finish within {human_duration(timeout or 0)}; "
+                f"it is still queued or running (see `sovereign status {self.task_id}`)"
             ) from None
         if self._async.failed():
             raise TaskFailed(str(value) if value else f"task {self.task_id} failed")
@@ -89,6 +93,11 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
         # The gate decided and reserved before the publish failed: free the reservation so
         # the budget is not held by a task that was never queued.
         _release_unpublished(app, job.job_id, kwargs)
+        if _broker_answers(app):
+            raise BrokerUnavailable(
+                f"the broker answers but did not take task {job.job_id} ({first_line(exc)}); "
+                "nothing was queued; submit it again"
+            ) from None
         raise BrokerUnavailable(
             f"the broker did not take task {job.job_id} ({first_line(exc)}); nothing was "
             "queued; check that the broker runs (`sovereign up`) or fix SOVEREIGN_BROKER_URL"
@@ -99,6 +108,15 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
     decision = admission.decision if admission is not None else None
     queue = admission.queue if admission is not None else None
     return Handle(job.job_id, decision, queue, _async=async_result)
+
+
+def _broker_answers(app: Celery) -> bool:
+    """Whether the broker answers a PING now (to say truthfully why a publish failed)."""
+    try:
+        ping(app.conf.broker_url, timeout=1.0)
+    except BrokerUnavailable:
+        return False
+    return True
 
 
 def _release_unpublished(app: Celery, job_id: str, kwargs: dict[str, Any]) -> None:

@@ -48,7 +48,7 @@ def redis_url(redis_server: str) -> Iterator[str]:
     """A Redis database index of the tests' own, flushed before and after."""
     import redis
 
-    db = int(os.environ.get("SOVEREIGN_TEST_REDIS_DB", "11"))
+    db = int(os.environ.get("TEST_REDIS_DB", "11"))
     client = redis.Redis.from_url(f"{redis_server}/{db}")
     client.flushdb()
     yield f"{redis_server}/{db}"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,11 +22,6 @@ from sqlalchemy.engine import URL
 
 from arbiter.errors import ConfigError, LedgerUnavailable
 from arbiter.settings import is_home
-
-try:
-    import fcntl
-except ImportError:  # pragma: no cover - not POSIX: the busy timeout alone serializes
-    fcntl = None  # type: ignore[assignment]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_CONNECT_TIMEOUT_S = 5
@@ -149,60 +142,14 @@ def _sqlite_folder(folder: Path) -> None:
     )
 
 
-class FileLock:
-    """An exclusive lock on a file next to the SQLite database, for threads and processes.
-
-    SQLite's own busy handler polls with sleeps of up to 100 ms, so writers queueing on
-    ``BEGIN IMMEDIATE`` wait far longer than the lock is held. Queueing on ``flock`` first
-    hands the lock over as soon as it is free. (SQLite is one host's database, so a local
-    file lock covers every writer; the busy timeout stays as the fallback.)
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._threads = threading.Lock()
-        self._fd: int | None = None
-        self._pid = -1
-
-    def _descriptor(self) -> int:
-        # A descriptor inherited through fork shares its lock with the parent: reopen.
-        if self._fd is None or self._pid != os.getpid():
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._pid = os.getpid()
-        return self._fd
-
-    @contextmanager
-    def hold(self) -> Iterator[None]:
-        with self._threads:
-            fd = self._descriptor()
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def writer_lock(engine: Engine) -> FileLock | None:
-    """The file lock of a file-backed SQLite database, else None."""
-    if engine.dialect.name != "sqlite" or fcntl is None:
-        return None
-    database = engine.url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return FileLock(Path(database).expanduser().with_name(Path(database).name + ".lock"))
-
-
 @contextmanager
-def serialized_connection(engine: Engine, lock: FileLock | None = None) -> Iterator[Connection]:
+def serialized_connection(engine: Engine) -> Iterator[Connection]:
     """A transaction that holds the ledger's write lock from its first statement to commit."""
     if engine.dialect.name == "postgresql":
         with _pg_serialized(engine) as conn:
             yield conn
         return
-    with contextlib.ExitStack() as stack:
-        if lock is not None:
-            stack.enter_context(lock.hold())
-        raw = stack.enter_context(engine.connect())
+    with engine.connect() as raw:
         conn = raw.execution_options(**{SERIALIZED: True})
         with conn.begin():
             yield conn
@@ -236,25 +183,12 @@ def plain_connection(engine: Engine) -> Iterator[Connection]:
 
 
 @contextmanager
-def translate_errors(url: URL, dbapi: Any = None) -> Iterator[None]:
-    """Turn a database that cannot be reached (or stays locked) into ``LedgerUnavailable``.
-
-    ``dbapi`` is the driver module, for code that runs on the driver connection directly.
-    """
-    raw_errors: tuple[type[BaseException], ...] = ()
-    if dbapi is not None:
-        raw_errors = (dbapi.OperationalError, dbapi.InterfaceError)
+def translate_errors(url: URL) -> Iterator[None]:
+    """Turn a database that cannot be reached (or stays locked) into ``LedgerUnavailable``."""
     try:
         yield
     except (exc.OperationalError, exc.InterfaceError) as error:
         raise LedgerUnavailable(_sentence(url, error.orig)) from None
-    except raw_errors as error:
-        raise LedgerUnavailable(_sentence(url, error)) from None
-
-
-def is_disconnect(error: BaseException, dbapi: Any) -> bool:
-    """True when a driver error means the connection itself is unusable."""
-    return isinstance(error, (dbapi.OperationalError, dbapi.InterfaceError))
 
 
 def _sentence(url: URL, error: BaseException | None) -> str:

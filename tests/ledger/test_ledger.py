@@ -200,7 +200,14 @@ def test_unsupported_database_is_one_sentence() -> None:
 def test_sqlite_default_creates_its_folder(tmp_path: object) -> None:
     from pathlib import Path
 
-    target = Path(str(tmp_path)) / "var" / "deep" / "sovereign.db"
+    from arbiter.errors import ConfigError
+
+    home = Path(str(tmp_path))
+    (home / "rules").mkdir()
+    (home / "rules" / "x.arb").write_text("")
+    with pytest.raises(ConfigError, match="does not exist"):
+        Ledger(f"sqlite:///{home / 'elsewhere' / 'x.db'}")
+    target = home / "var" / "sovereign.db"  # the home's own var/ is created
     ledger = Ledger(f"sqlite:///{target}")
     ledger.upgrade()
     assert target.exists()

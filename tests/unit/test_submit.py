@@ -34,23 +34,3 @@ def test_a_publish_that_fails_releases_its_reservation(tmp_path: Path) -> None:
     [decision] = ledger.decisions()
     assert decision.verdict == "proceed", "the decision stays on record"
     assert (ledger.task(decision.task_id) or {}).get("status") == "failed"
-
-
-def test_submit_says_whether_it_drew_the_task_id(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The gate may skip looking for holds of an id `submit` has just drawn, never of one
-    the caller chose (it may have been admitted before)."""
-    from arbiter.gate import TaskRequest
-    from tests.unit.test_run_job import make_runtime
-
-    settings = make_runtime(tmp_path).settings
-    app = create_app(settings, broker_url="redis://127.0.0.1:1/0")
-    gate = app.sovereign_runtime.get().gate  # type: ignore[attr-defined]
-    seen: list[TaskRequest] = []
-    admit = gate.admit
-    monkeypatch.setattr(gate, "admit", lambda request: seen.append(request) or admit(request))
-    for options in ({}, {"job_id": "chosen-by-the-caller"}):
-        with pytest.raises(BrokerUnavailable):
-            submit("classify", "hello", app=app, **options)
-    assert [r.fresh_id for r in seen] == [True, False]
