@@ -50,7 +50,7 @@ rule Review {
 }
 """
 SCRIPTS = {
-    "chinese": "请总结客户的会议记录：他们希望把标志改成青色，并在下周五之前交付。",
+    "chinese": "请总结客户的会议记录：他们希望把标志改成青色，并在下周五之前交付。",  # noqa: RUF001
     "japanese": "クライアントは来週の金曜日までにロゴを青緑色に変更することを望んでいます。",
     "emoji": "🎨🖌️🧑‍🎨✨🚀👩‍👩‍👧‍👦🏳️‍🌈",
     "code": "def f(x: int) -> int:\n    return {k: v for k, v in zip(x, x)}  # ∑∂√\n",
@@ -158,8 +158,9 @@ def test_confidential_work_never_reaches_the_cloud_under_a_hostile_policy(
     # A retry passes the gate again: the policy reroutes it to the cloud, the gate refuses.
     flaky = submit("research", f"{marker} FLAKY:1 retried", confidential=True, app=stack.app)
     wait_for(
-        lambda: [d.decided_by for d in stack.ledger.decisions(flaky.task_id)]
-        == [None, "confidential"],
+        lambda: (
+            [d.decided_by for d in stack.ledger.decisions(flaky.task_id)] == [None, "confidential"]
+        ),
         60,
         "the retry's refusal",
     )
@@ -190,9 +191,7 @@ def test_confidential_work_never_reaches_the_cloud_under_a_hostile_policy(
     )
 
 
-def test_submit_is_safe_from_many_threads(
-    redis_url: str, make_stack: Callable[..., Stack]
-) -> None:
+def test_submit_is_safe_from_many_threads(redis_url: str, make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(redis_url)
     app = stack.app
     failures: list[BaseException] = []

@@ -14,7 +14,7 @@ from tasks.kinds import RESEARCH_SCHEMA, make_job
 from tests.tokens import count_tokens
 
 SAMPLES = {
-    "chinese": "请总结客户的会议记录：他们希望把标志改成青色，并在下周五之前交付。" * 40,
+    "chinese": "请总结客户的会议记录：他们希望把标志改成青色，并在下周五之前交付。" * 40,  # noqa: RUF001
     "japanese": "クライアントは来週の金曜日までにロゴを青緑色に変更することを望んでいます。" * 40,
     "emoji": "🎨🖌️🧑‍🎨✨🚀👩‍👩‍👧‍👦🏳️‍🌈" * 60,
     "code": "def f(x: int) -> int:\n    return {k: v for k, v in zip(x, x)}  # ∑∂√\n" * 30,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from arbiter.bound import input_bound
 from arbiter.errors import InputError
 from arbiter.settings import load_settings
-from arbiter.bound import input_bound
 from tasks.kinds import KINDS, Job, make_job
 
 SETTINGS = load_settings({"SOVEREIGN_MAX_PROMPT_CHARS": "100"})
