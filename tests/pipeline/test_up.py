@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from arbiter.ledger import Ledger
 from arbiter.settings import load_settings
 from sovereign.embedded_broker import EmbeddedBroker, valkeys_on
 from tests.pipeline.conftest import Stack, wait_for
@@ -43,10 +44,19 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(make_stack: Callable[..., Sta
     assert outcome["result"]["worker"].startswith("local@")
     assert "notes from the up test" in " ".join(stack.fake.prompts())
 
+    # Ctrl-C while a task runs: the worker says which task it waits for.
+    slow = stack.sovereign("enqueue", "summarize", "SLOW:3 a slow one", "--json")
+    assert slow.returncode == 0, slow.stderr
+    task_id = json.loads(slow.stdout)["task_id"]
+    wait_for(lambda: "a slow one" in " ".join(stack.fake.prompts()), 60, "the slow call")
     up.send_signal(signal.SIGINT)
     assert up.wait(timeout=90) == 0, stack.log("up")
     assert not url_file.exists(), "the broker stopped with the stack"
     log = stack.log("up")
+    assert f"local  | stopping after 1 running task: summarize {task_id} (running for " in log
+    ledger = Ledger(stack.settings.database_url)
+    assert (ledger.task(task_id) or {}).get("status") == "succeeded", "it finished first"
+    ledger.close()
     assert "Traceback" not in log
     for name in ("beat", "local", "cloud"):
         assert f"{name:<6} | stopped" in log
@@ -58,7 +68,11 @@ def test_up_brings_a_killed_broker_back_and_refuses_a_second_one(
     stack = make_stack("unused")
     del stack.env["SOVEREIGN_BROKER_URL"]
     up = stack.start("up", "up", "--no-flower")
-    wait_for(lambda: "sovereign is ready." in stack.log("up"), 90, "the ready banner")
+
+    def up_log() -> str:
+        return (stack.home / "up.log").read_text()
+
+    wait_for(lambda: "sovereign is ready." in up_log(), 90, "the ready banner")
     url = (stack.home / "var" / "broker.url").read_text().strip()
     data_dir = (stack.home / "var" / "valkey").resolve()
     [first] = valkeys_on(data_dir)
@@ -71,9 +85,7 @@ def test_up_brings_a_killed_broker_back_and_refuses_a_second_one(
     ]
 
     os.kill(first, signal.SIGKILL)
-    wait_for(
-        lambda: "broker | was killed (SIGKILL); restarting in" in stack.log("up"), 30, "the restart"
-    )
+    wait_for(lambda: "broker | was killed (SIGKILL); restarting in" in up_log(), 30, "the restart")
     wait_for(lambda: valkeys_on(data_dir) not in ([], [first]), 30, "a new Valkey")
     assert len(valkeys_on(data_dir)) == 1
     assert (stack.home / "var" / "broker.url").read_text().strip() == url, "the same address"
@@ -81,8 +93,16 @@ def test_up_brings_a_killed_broker_back_and_refuses_a_second_one(
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["result"]["worker"].startswith("local@")
 
+    # A worker killed with its pool comes back too.
+    [local] = re.findall(r"local  \| started \(pid (\d+)\)", up_log())
+    os.killpg(int(local), signal.SIGKILL)
+    wait_for(lambda: up_log().count("local  | local@") == 2, 60, "the local worker back")
+    assert "local  | was killed (SIGKILL); restarting in 0.5 s" in up_log()
+    done = stack.sovereign("enqueue", "summarize", "after the worker came back", "--wait", "--json")
+    assert done.returncode == 0, done.stderr
+
     up.send_signal(signal.SIGINT)
-    assert up.wait(timeout=90) == 0, stack.log("up")
+    assert up.wait(timeout=90) == 0, up_log()
     assert valkeys_on(data_dir) == []
 
 
