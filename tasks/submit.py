@@ -52,7 +52,7 @@ class Handle:
         except CeleryTimeout:
             # Stop listening for it, or the result consumer complains at interpreter exit.
             with contextlib.suppress(Exception):
-                self._async.backend.remove_pending_result(self._async)
+                self._async.backend.remove_pending_result(self._async)  # type: ignore[attr-defined]
             raise TaskFailed(
                 f"task {self.task_id} did not finish within {human_duration(timeout or 0)}; "
                 f"it is still queued or running (see `sovereign status {self.task_id}`)"

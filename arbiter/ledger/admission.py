@@ -25,15 +25,43 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, insert
+from sqlalchemy import Connection, Table, bindparam, insert
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from arbiter.ledger import approvals, decisions, reservations
 from arbiter.ledger.budget import Snapshot, read_snapshot
-from arbiter.ledger.models import DecisionRecord, Reservation, table
+from arbiter.ledger.models import DecisionRecord, Reservation, Task, table
 from arbiter.ledger.windows import Windows
 
 _reservations = table(Reservation)
 _decisions = table(DecisionRecord)
+_tasks = table(Task)
+_PG_WRITES: dict[tuple[tuple[str, ...], ...], Any] = {}
+
+
+def _binds(tbl: Table, prefix: str, names: tuple[str, ...]) -> dict[str, Any]:
+    return {n: bindparam(f"{prefix}{n}", type_=tbl.c[n].type) for n in names}
+
+
+def _pg_write(reserve: tuple[str, ...], task: tuple[str, ...], record: tuple[str, ...]) -> Any:
+    """PostgreSQL: the rows of one admission in one statement (data-modifying CTEs), so
+    the write is one round trip. Built once per shape of the rows."""
+    key = (reserve, task, record)
+    statement = _PG_WRITES.get(key)
+    if statement is None:
+        upsert = pg_insert(_tasks).values(_binds(_tasks, "t_", task))
+        kept = {"id", "created_at", "result"}
+        upsert = upsert.on_conflict_do_update(
+            index_elements=[_tasks.c.id],
+            set_={n: upsert.excluded[n] for n in task if n not in kept},
+        )
+        statement = insert(_decisions).values(_binds(_decisions, "d_", record))
+        statement = statement.add_cte(upsert.cte("t"))
+        if reserve:
+            held = insert(_reservations).values(_binds(_reservations, "r_", reserve))
+            statement = statement.add_cte(held.cte("r"))
+        _PG_WRITES[key] = statement
+    return statement
 
 
 class AdmissionTx:
@@ -59,6 +87,14 @@ class AdmissionTx:
     def write(self, rows: decisions.AdmissionRows) -> None:
         """The reservation (if any), the task row and the decision record."""
         conn = self.conn
+        held = rows.reservation or {}
+        if conn.dialect.name == "postgresql":
+            statement = _pg_write(tuple(held), tuple(rows.task), tuple(rows.decision))
+            params = {f"r_{k}": v for k, v in held.items()}
+            params.update({f"t_{k}": v for k, v in rows.task.items()})
+            params.update({f"d_{k}": v for k, v in rows.decision.items()})
+            conn.execute(statement, params)
+            return
         if rows.reservation is not None:
             conn.execute(insert(_reservations), rows.reservation)
         conn.execute(decisions.UPSERTS[conn.dialect.name], rows.task)

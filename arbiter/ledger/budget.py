@@ -49,7 +49,15 @@ from arbiter.ledger.windows import Windows
 
 RESEARCH_KIND = "research"
 STATE_ROW = 1
-ZERO: Any = literal_column("0")
+
+
+def _sql(value: str) -> Any:
+    """A constant written into the SQL, not bound: a prepared statement's generic plan
+    then sees it (and can use the partial indexes that name it)."""
+    return literal_column(value)
+
+
+ZERO: Any = _sql("0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,29 +116,30 @@ def _build() -> Select[Any]:
             func.count().label("own_count"),
             func.coalesce(func.sum(res.amount_nusd), ZERO).label("own_nusd"),
             func.coalesce(func.sum(res.tokens), ZERO).label("own_tokens"),
-            _sum(literal_column("1"), res.tier == "cloud").label("own_cloud"),
+            _sum(_sql("1"), res.tier == _sql("'cloud'")).label("own_cloud"),
         )
         .where(
             res.task_id == bindparam("task_id", type_=String()),
             res.attempt == bindparam("attempt", type_=Integer()),
-            res.status == "held",
+            res.status == _sql("'held'"),
         )
         .subquery("own")
     )
     tasks = table(Task).c
     cycles = select(func.count()).where(
-        tasks.kind == literal_column(f"'{RESEARCH_KIND}'"),
+        tasks.kind == _sql(f"'{RESEARCH_KIND}'"),
         tasks.created_at >= day,
-        tasks.status.not_in(["blocked", "parked"]),
+        tasks.status != _sql("'blocked'"),
+        tasks.status != _sql("'parked'"),
     )
     topics = table(ResearchTopic).c
     # A follow-up is any topic proposed by research (depth > 0), whether that research
     # came from the backlog or from `submit`.
-    followups = select(func.count()).where(topics.created_at >= day, topics.depth > 0)
-    backlog = select(func.count()).where(topics.status == "pending")
+    followups = select(func.count()).where(topics.created_at >= day, topics.depth > ZERO)
+    backlog = select(func.count()).where(topics.status == _sql("'pending'"))
     state = table(SystemState).c
-    halted = select(state.halted).where(state.id == STATE_ROW)
-    reason = select(state.reason).where(state.id == STATE_ROW)
+    halted = select(state.halted).where(state.id == _sql(str(STATE_ROW)))
+    reason = select(state.reason).where(state.id == _sql(str(STATE_ROW)))
     return select(
         settled,
         held_all,

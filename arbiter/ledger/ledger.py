@@ -157,7 +157,7 @@ class Ledger:
             revision = migrations.upgrade(conn)
             migrated = before is not None and before != revision
             if migrated or usage_totals.needs_rebuild(conn, self.zone):
-                usage_totals.rebuild(conn, self.zone)
+                usage_totals.rebuild(conn, self.zone, self.now())
             return revision
 
     def revision(self) -> str | None:

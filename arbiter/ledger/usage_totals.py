@@ -106,12 +106,16 @@ def prune_minutes(conn: Connection, now: datetime) -> None:
     conn.execute(delete(_minutes).where(_minutes.c.minute < now - KEEP_MINUTES))
 
 
-def rebuild(conn: Connection, zone: ZoneInfo) -> int:
-    """Recompute this zone's day rows (and all minute rows) from the calls; returns days."""
+def rebuild(conn: Connection, zone: ZoneInfo, now: datetime) -> int:
+    """Recompute this zone's day rows (and the minute rows a rolling hour can still reach)
+    from the calls; returns days."""
     conn.execute(delete(_days).where(_days.c.zone == zone.key))
     conn.execute(delete(_minutes))
     minutes: dict[datetime, int] = {}
-    for recorded, tokens in conn.execute(select(_calls.c.recorded_at, _calls.c.total_tokens)):
+    recent = select(_calls.c.recorded_at, _calls.c.total_tokens).where(
+        _calls.c.recorded_at >= now - KEEP_MINUTES
+    )
+    for recorded, tokens in conn.execute(recent):
         key = minute_of(recorded)
         minutes[key] = minutes.get(key, 0) + int(tokens)
     if minutes:
