@@ -74,6 +74,7 @@ class Child:
     restart_at: float | None = None
     failures: int = 0
     last_line: str = ""
+    last_shown: bool = False
 
 
 class _Screen:
@@ -164,13 +165,15 @@ class Supervisor:
         with self._log(name) as log_file:
             for raw in process.stdout:
                 line = raw.decode("utf-8", "replace").rstrip()
-                if line.strip():
-                    child.last_line = _RECORD_PREFIX.sub("", line.strip())
                 if log_file is not None:
                     log_file.write(line + "\n")
                     log_file.flush()
-                if screen is None or screen.shows(line):
+                shown = screen is None or screen.shows(line)
+                if shown:
                     self.say(name, line.removeprefix(PEOPLE))
+                if line.strip():
+                    child.last_line = _RECORD_PREFIX.sub("", line.strip())
+                    child.last_shown = shown
                 if self._on_line is not None:
                     self._on_line(name, line)
 
@@ -225,7 +228,9 @@ class Supervisor:
             how = f"was killed ({_signal_name(-code)})"
         else:
             # Its last line says why, when the terminal did not show it (a warning).
-            said = f": {child.last_line}" if code > 0 and child.last_line else ""
+            said = ""
+            if code > 0 and child.last_line and not child.last_shown:
+                said = f": {child.last_line}"
             how = f"exited {code}{said}"
         self.say(child.name, f"{how}; restarting in {pause:g} s")
         child.process, child.failed_start = None, False
