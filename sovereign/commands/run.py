@@ -263,6 +263,9 @@ def _celery(argv: list[str]) -> None:
     get_app().start(argv)
 
 
+FOLLOW_GRACE_S = 15.0
+
+
 def _follow_broker(settings: Settings, url: str) -> None:
     """Stop this process (its supervisor starts it again) when the embedded broker has
     moved to another port, since a Celery app keeps the URL it started with."""
@@ -276,11 +279,29 @@ def _follow_broker(settings: Settings, url: str) -> None:
             with contextlib.suppress(SovereignError):
                 now = resolve_broker_url(settings)
                 if now != url:
-                    _say(f"the broker moved to {now}; restarting to follow it")
-                    os.kill(os.getpid(), signal.SIGTERM)
-                    return
+                    break
+        _say(f"the broker moved to {now}; restarting to follow it")
+        os.kill(os.getpid(), signal.SIGTERM)  # a warm shutdown lets running tasks finish
+        time.sleep(FOLLOW_GRACE_S)
+        # Celery's warm shutdown can hang retrying the old address: end it, pool and all.
+        _say(f"the warm shutdown did not end within {FOLLOW_GRACE_S:g} s; stopping now")
+        for child in _children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+        os._exit(1)
 
     threading.Thread(target=watch, name="follow-broker", daemon=True).start()
+
+
+def _children() -> list[int]:
+    """Pids of this process's children (Linux /proc; [] elsewhere)."""
+    mine = str(os.getpid())
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError):
+            if stat.read_text().rsplit(")", 1)[1].split()[1] == mine:
+                found.append(int(stat.parent.name))
+    return found
 
 
 def _announce_worker() -> None:
