@@ -24,7 +24,9 @@ function app(name, args, extra = {}) {
 
 module.exports = {
   apps: [
-    // Remove `broker` when SOVEREIGN_BROKER_URL points at a Redis server.
+    // Remove `broker` when SOVEREIGN_BROKER_URL points at a Redis server. It restarts its
+    // own Valkey if Valkey dies, keeps it on the same port, and Valkey stops with it even
+    // when it is SIGKILLed; a second one on the same var/ exits 1 naming the first.
     app("broker", "broker", { kill_timeout: 30000 }),
     app("beat", "beat"),
     app("local", "worker local"),
