@@ -105,6 +105,7 @@ class Supervisor:
         *,
         log_dir: Path | None = None,
         on_line: Callable[[str, str], None] | None = None,
+        stopping: str | None = None,
     ) -> None:
         self.children: list[Child] = []
         self._stopping = threading.Event()
@@ -112,6 +113,7 @@ class Supervisor:
         self._out = out or (lambda line: print(line, flush=True))
         self._log_dir = log_dir
         self._on_line = on_line
+        self._stopping_line = stopping
         self._width = 6
 
     def add(self, name: str, argv: Sequence[str], env: Mapping[str, str]) -> None:
@@ -238,6 +240,8 @@ class Supervisor:
 
     def _shutdown(self) -> None:
         """Workers and beat first, then the children marked stop_last (the broker)."""
+        if self._stopping_line:
+            self._out(self._stopping_line)
         for last in (False, True):
             self._stop([c for c in self.children if c.stop_last == last])
 
@@ -255,6 +259,7 @@ class Supervisor:
             assert child.process is not None
             while child.process.poll() is None:
                 if self._hurry.is_set() or time.monotonic() > deadline:
+                    self.say(child.name, "stopping at once")
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(child.process.pid, signal.SIGKILL)
                     child.process.wait()

@@ -134,3 +134,38 @@ def test_a_child_gets_sigterm_when_its_parent_is_killed(tmp_path: Path) -> None:
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     wait_for(lambda: not _running(child_pid), 30, "the child to die with its parent")
+
+
+def test_a_second_stop_ends_a_child_that_takes_its_time(tmp_path: Path) -> None:
+    out: list[str] = []
+    up = threading.Event()
+
+    def collect(line: str) -> None:
+        out.append(line)
+        if line.endswith("| busy"):
+            up.set()
+
+    stubborn = (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: print('sovereign: finishing', flush=True))\n"
+        "print('sovereign: busy', flush=True)\n"
+        "while True: time.sleep(1)\n"
+    )
+    sup = Supervisor(collect, log_dir=tmp_path / "log", stopping="stopping: wait or press again")
+
+    def twice() -> None:
+        up.wait(60)
+        sup.stop()
+        wait_for(lambda: "worker | finishing" in out, 30, "the child to take its time")
+        sup.stop()
+
+    sup.add("worker", python(stubborn), {})
+    threading.Thread(target=twice, daemon=True).start()
+    assert sup.run() == 0
+    tail = out[out.index("stopping: wait or press again") :]
+    assert tail == [
+        "stopping: wait or press again",
+        "worker | finishing",
+        "worker | stopping at once",
+        "worker | stopped",
+    ]

@@ -53,6 +53,7 @@ def test_up_runs_the_whole_stack_and_stops_cleanly(make_stack: Callable[..., Sta
     assert up.wait(timeout=90) == 0, stack.log("up")
     assert not url_file.exists(), "the broker stopped with the stack"
     log = stack.log("up")
+    assert "stopping: workers finish their running tasks first" in log
     assert f"local  | stopping after 1 running task: summarize {task_id} (running for " in log
     ledger = Ledger(stack.settings.database_url)
     assert (ledger.task(task_id) or {}).get("status") == "succeeded", "it finished first"
@@ -83,6 +84,10 @@ def test_up_brings_a_killed_broker_back_and_refuses_a_second_one(
         f"error: the embedded broker of {data_dir} already runs (pid {up.pid}, {url}); use "
         "it, or stop that process first"
     ]
+
+    again = stack.sovereign("up")
+    assert again.returncode == 1
+    assert again.stderr.strip().splitlines() == second.stderr.strip().splitlines()
 
     os.kill(first, signal.SIGKILL)
     wait_for(lambda: "broker | was killed (SIGKILL); restarting in" in up_log(), 30, "the restart")
