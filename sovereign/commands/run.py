@@ -72,7 +72,12 @@ def up(no_flower: bool) -> None:
     if not no_flower and settings.flower_user and settings.flower_password:
         flower_url = f"http://{settings.flower_address}:{settings.flower_port}/"
     ready = _Ready(settings, f"{redacted(url)}{where}", log_dir, flower_url, no_flower)
-    sup = Supervisor(log_dir=log_dir, on_line=ready.line)
+    sup = Supervisor(
+        log_dir=log_dir,
+        on_line=ready.line,
+        stopping="stopping: workers finish their running tasks first (Ctrl-C again stops "
+        "at once; those tasks then run again later)",
+    )
     if embedded is not None:
         sup.adopt("broker", embedded.process, embedded.launch, stop_last=True)
     sup.add("beat", sovereign_argv("beat"), env)
@@ -129,6 +134,8 @@ class _Ready:
             if self.printed or self.smoke is None or len(self.nodes) < 2:
                 return
             self.printed = True
+        from tasks.broker import human_duration
+
         if self.flower_url:
             flower = f"{self.flower_url} (user {self.settings.flower_user})"
         elif self.no_flower:
@@ -142,7 +149,7 @@ class _Ready:
             f"  broker   {self.broker}",
             f"  workers  {self.nodes['local']} (queue {s.queue_local}), "
             f"{self.nodes['cloud']} (queue {s.queue_cloud})",
-            f"  beat     queues a research topic every {s.beat_interval_s:g} s",
+            f"  beat     queues a research topic every {human_duration(s.beat_interval_s)}",
             f"  flower   {flower}",
             f"  logs     {self.log_dir}",
             f"  try      {_sovereign_command()} enqueue summarize "
