@@ -115,6 +115,8 @@ class EmbeddedBroker:
     def stop(self, timeout_s: float = 15.0) -> None:
         """SIGTERM: Valkey writes its append-only file and exits; the lock is freed."""
         self._end_process(timeout_s)
+        if self._lock_fd is None:
+            return  # never held: the URL file is another broker's
         with contextlib.suppress(OSError):
             self.url_file.unlink()
         if self._lock_fd is not None:
