@@ -12,13 +12,16 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from arbiter.errors import ConfigError, SovereignError, TaskBlocked, TaskFailed
 from arbiter.settings import Settings, load_settings
 from sovereign.supervisor import PEOPLE, Supervisor, sovereign_argv
+
+if TYPE_CHECKING:
+    from sovereign.embedded_broker import EmbeddedBroker
 
 FLOWER_HINT = (
     "Flower needs basic-auth credentials: set SOVEREIGN_FLOWER_USER and "
@@ -52,7 +55,7 @@ def up(no_flower: bool) -> None:
     settings = load_settings()
     preflight(settings)
     from sovereign.embedded_broker import EmbeddedBroker
-    from tasks.broker import ping, redacted
+    from tasks.broker import ping
 
     env = dict(os.environ)
     embedded: EmbeddedBroker | None = None
@@ -66,6 +69,25 @@ def up(no_flower: bool) -> None:
         where = f" (embedded Valkey, data in {embedded.data_dir})"
         # The others read var/broker.url, which follows the broker if it ever moves.
         env.pop("SOVEREIGN_BROKER_URL", None)
+    try:
+        status = _run_stack(settings, url, where, embedded, env, no_flower)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    sys.exit(status)
+
+
+def _run_stack(
+    settings: Settings,
+    url: str,
+    where: str,
+    embedded: EmbeddedBroker | None,
+    env: dict[str, str],
+    no_flower: bool,
+) -> int:
+    """Supervise beat, the workers, Flower and the embedded broker until stopped."""
+    from tasks.broker import redacted
+
     click.echo(f"broker {redacted(url)}{where}")
     log_dir = settings.var_dir / "log"
     flower_url = None
@@ -87,12 +109,7 @@ def up(no_flower: bool) -> None:
         sup.add("flower", sovereign_argv("flower"), env)
     click.echo(f"starting beat and the local and cloud workers (their logs: {log_dir})")
     threading.Thread(target=lambda: ready.smoke_done(smoke_test(settings)), daemon=True).start()
-    try:
-        status = sup.run()
-    finally:
-        if embedded is not None:
-            embedded.stop()
-    sys.exit(status)
+    return sup.run()
 
 
 class _Ready:
