@@ -203,3 +203,20 @@ def test_a_valkey_left_behind_is_stopped_and_its_data_kept(tmp_path: Path) -> No
         assert redis.Redis.from_url(url).lrange("local", 0, -1) == [b"a queued task"]
     finally:
         new.stop()
+
+
+def test_the_broker_command_brings_its_valkey_back(make_stack: Callable[..., Stack]) -> None:
+    stack = make_stack("unused")
+    del stack.env["SOVEREIGN_BROKER_URL"]
+    data_dir = (stack.home / "var" / "valkey").resolve()
+    url_file = stack.home / "var" / "broker.url"
+    stack.start("broker", "broker")
+    wait_for(url_file.exists, 30, "the broker's URL")
+    url = url_file.read_text().strip()
+    redis.Redis.from_url(url).lpush("local", b"queued before the kill")
+    [first] = valkeys_on(data_dir)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: valkeys_on(data_dir) not in ([], [first]), 30, "a new Valkey")
+    assert "valkey | was killed (SIGKILL); restarting in 0.5 s" in stack.log("broker")
+    assert url_file.read_text().strip() == url
+    assert redis.Redis.from_url(url).lrange("local", 0, -1) == [b"queued before the kill"]
