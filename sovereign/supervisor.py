@@ -5,8 +5,9 @@ folder, every line goes to ``<folder>/<name>.log`` and the terminal shows only w
 person needs: errors (with their tracebacks) and the lines a `sovereign` process prints
 for people (marked with ``sovereign: ``). A child that dies is restarted with a growing
 pause (up to half a minute), one line each time, for as long as the stack runs: a stack
-left unattended keeps trying rather than giving up. SIGINT and SIGTERM stop the stack: workers first, so they finish their current task (warm shutdown), then
-the children marked ``stop_last`` (the broker); a second Ctrl-C stops everything at once.
+left unattended keeps trying rather than giving up. SIGINT and SIGTERM stop the stack:
+workers first, so they finish their current task (warm shutdown), then the children
+marked ``stop_last`` (the broker); a second Ctrl-C stops everything at once.
 
 Children get SIGTERM from the kernel if the supervisor dies (Linux ``PR_SET_PDEATHSIG``),
 so a killed supervisor leaves no orphans.
@@ -48,7 +49,7 @@ _RECORD_PREFIX = re.compile(r"^\[[^\]]*\] ")
 # preexec_fn would do the same without an exec, but is unsafe in a threaded parent.)
 _ORPHAN_GUARD = (
     "import ctypes,os,sys;"
-    "ctypes.CDLL(None,use_errno=True).prctl(1,int(sys.argv[2]),0,0,0);"
+    "ctypes.CDLL(None,use_errno=True).prctl(1,int(sys.argv[2]),0,0,0);"  # PR_SET_PDEATHSIG
     "os.getppid()==int(sys.argv[1]) or os._exit(1);"
     "os.execv(sys.argv[3],sys.argv[3:])"
 )
