@@ -90,7 +90,22 @@ class Settings(BaseSettings):
         default=120.0, gt=0, description="Seconds between research topics queued by beat."
     )
     maintenance_interval_s: float = Field(
-        default=60.0, gt=0, description="Seconds between reservation-expiry sweeps."
+        default=30.0,
+        gt=0,
+        description="Seconds between maintenance sweeps (dead workers' tasks, expired holds).",
+    )
+    lease_s: float = Field(
+        default=40.0,
+        ge=5,
+        description=(
+            "A running task's lease, renewed by its worker; one that runs out means the "
+            "worker died, and the task runs again."
+        ),
+    )
+    poison_after: int = Field(
+        default=3,
+        ge=1,
+        description="Deliveries that die mid-run before a task is failed as poisoned.",
     )
     reservation_ttl_s: float = Field(
         default=3600.0, gt=0, description="A held reservation older than this is expired."

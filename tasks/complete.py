@@ -1,20 +1,29 @@
 """The generic completion task: a thin Celery adapter over `run_job`.
 
 `run_job` is a plain function (tests call it without a broker). It re-checks the kill
-switch and the reservation, calls the backend the gate chose, and settles the reservation
-with the real usage, once per task attempt however often the message is redelivered.
+switch and the reservation, calls the backend the gate chose while renewing the worker's
+lease, and settles the reservation with the real usage, once per task attempt however
+often the message is redelivered. A delivery of an attempt whose last delivery died in
+its call runs the task again as a new attempt through the gate, or, after
+``SOVEREIGN_POISON_AFTER`` deaths, fails it as poisoned (see ``arbiter.ledger.leases``).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery, Task
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 
 from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBackendError
+from arbiter.ledger import Ledger
 from arbiter.ledger.reservations import Timings
+from tasks.broker import human_duration
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
 from tasks.names import COMPLETE
 from tasks.redact import QuietRequest, install_result_filter
@@ -26,10 +35,57 @@ from workers.retry import next_delay
 log = logging.getLogger("sovereign.worker")
 
 
-def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> dict[str, Any]:
+class Stale(Exception):
+    """A delivery of an attempt the task has moved on from (it ran again, or is poisoned)."""
+
+
+class Died(Exception):
+    """The last delivery of this attempt died in its call; ``deaths`` counts them all."""
+
+    def __init__(self, deaths: int) -> None:
+        super().__init__(deaths)
+        self.deaths = deaths
+
+
+@contextmanager
+def lease_kept(ledger: Ledger, task_id: str, attempt: int, every_s: float) -> Iterator[None]:
+    """Renew the attempt's lease every ``every_s`` seconds while the block runs."""
+    done = threading.Event()
+
+    def renew() -> None:
+        while not done.wait(every_s):
+            try:
+                ledger.renew_lease(task_id, attempt)
+            except Exception as exc:  # a database hiccup: the next renewal may work
+                log.warning("could not renew the lease of task %s: %s", task_id, exc)
+
+    thread = threading.Thread(target=renew, name=f"lease-{task_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def poisoned_sentence(job: Job, deaths: int) -> str:
+    return (
+        f"task {job.job_id} ({job.kind}) is poisoned: the worker process died while running "
+        f"it {deaths} times (a model that crashes or runs out of memory on it, most likely); "
+        "it is not run again"
+    )
+
+
+def run_job(
+    runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any], worker: str | None = None
+) -> dict[str, Any]:
     """Run one attempt of a job on the route the gate chose; return the result record."""
     ledger = runtime.ledger
-    start = ledger.begin_attempt(job.job_id, attempt)
+    start = ledger.begin_attempt(job.job_id, attempt, worker)
+    if start.stale:
+        raise Stale(f"task {job.job_id} attempt {attempt} was superseded; nothing to do")
+    if start.died:
+        raise Died(start.died)
     if start.done is not None:
         # A redelivered message for an attempt that already succeeded: answer from the
         # ledger, never call (and bill) the model twice.
@@ -69,7 +125,8 @@ def run_job(runtime: Runtime, job: Job, attempt: int, gate: dict[str, Any]) -> d
     )
     started = datetime.now(UTC)
     try:
-        completion = runtime.backends.get(route).complete(request)
+        with lease_kept(ledger, job.job_id, attempt, runtime.settings.lease_s / 3):
+            completion = runtime.backends.get(route).complete(request)
     except BackendError:
         # Nothing was billed for a call that failed: free the reservation now. A retry is
         # a new attempt that goes through the gate again and reserves afresh.
@@ -132,9 +189,35 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
                 "through the sovereign app (its router asks the arbiter)"
             )
         try:
-            result = run_job(runtime, parsed, attempt, gate)
+            result = run_job(runtime, parsed, attempt, gate, self.request.hostname)
             result["worker"] = self.request.hostname
             return result
+        except Stale as exc:
+            log.info("%s", exc)
+            raise Ignore() from None
+        except Died as died:
+            if died.deaths >= settings.poison_after:
+                sentence = poisoned_sentence(parsed, died.deaths)
+                runtime.ledger.poison(parsed.job_id, sentence)
+                log.error("%s", sentence)
+                raise TaskFailed(sentence) from None
+            log.warning(
+                "task %s attempt %s: its worker died in the call (%d of %d); running it again",
+                parsed.job_id, attempt, died.deaths, settings.poison_after,
+            )  # fmt: skip
+            raise self.retry(
+                kwargs={"job": parsed.to_message(), "attempt": attempt + 1, "approved": approved},
+                countdown=0,
+                shadow=parsed.kind,
+            ) from None
+        except SoftTimeLimitExceeded:
+            sentence = (
+                f"task {parsed.job_id} ran past its time limit of "
+                f"{human_duration(settings.task_time_limit_s)}; its call may have been billed, "
+                "so its reservation is charged in full; raise SOVEREIGN_TASK_TIME_LIMIT_S"
+            )
+            runtime.ledger.charge_in_full(parsed.job_id, attempt, sentence)
+            raise TaskFailed(sentence) from None
         except TransientBackendError as exc:
             if attempt > settings.max_retries:
                 runtime.ledger.fail_task(
@@ -156,6 +239,7 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
                 kwargs={"job": parsed.to_message(), "attempt": attempt + 1, "approved": approved},
                 countdown=delay,
                 exc=exc,
+                shadow=parsed.kind,
             ) from None
         except BackendError as exc:
             runtime.ledger.fail_task(parsed.job_id, attempt, str(exc))

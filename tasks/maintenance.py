@@ -1,4 +1,7 @@
-"""Maintenance work on the control queue: expiring reservations left by dead workers."""
+"""Maintenance work on the control queue: the tasks of dead workers, and expired holds.
+
+It sends no task events, so Flower's list shows the studio's work, not the sweep.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +10,12 @@ from typing import Any
 
 from celery import Celery
 
-from tasks.names import EXPIRE_RESERVATIONS
-from tasks.runtime import RuntimeSlot
+from arbiter.errors import SovereignError
+from arbiter.ledger.leases import Death
+from tasks.complete import poisoned_sentence
+from tasks.kinds import Job
+from tasks.names import COMPLETE, EXPIRE_RESERVATIONS
+from tasks.runtime import Runtime, RuntimeSlot
 
 log = logging.getLogger("sovereign.maintenance")
 
@@ -16,10 +23,43 @@ log = logging.getLogger("sovereign.maintenance")
 def register_maintenance(app: Celery, slot: RuntimeSlot) -> None:
     """Register the maintenance tasks on `app`."""
 
-    @app.task(name=EXPIRE_RESERVATIONS, ignore_result=True)
+    @app.task(name=EXPIRE_RESERVATIONS, ignore_result=True, send_events=False)
     def expire_reservations() -> dict[str, Any]:
         runtime = slot.get()
+        rerun = poisoned = 0
+        for death in runtime.ledger.reap_dead():
+            if rerun_or_poison(app, runtime, death):
+                rerun += 1
+            else:
+                poisoned += 1
         expired = runtime.ledger.expire_reservations()
         if expired:
             log.warning("expired %d reservation(s) held past their time to live", expired)
-        return {"expired": expired}
+        return {"expired": expired, "rerun": rerun, "poisoned": poisoned}
+
+
+def rerun_or_poison(app: Celery, runtime: Runtime, death: Death) -> bool:
+    """A task whose worker died: run it again as a new attempt through the gate, or, after
+    too many deaths, fail it as poisoned. True when it was queued again."""
+    job = ((death.payload or {}).get("kwargs") or {}).get("job") or {}
+    parsed = Job.from_message(job, runtime.settings)
+    if death.died >= runtime.settings.poison_after:
+        sentence = poisoned_sentence(parsed, death.died)
+        runtime.ledger.poison(death.task_id, sentence)
+        log.error("%s", sentence)
+        return False
+    log.warning(
+        "task %s attempt %s: its worker died (its lease ran out); running it again",
+        death.task_id,
+        death.attempt,
+    )
+    try:
+        app.send_task(
+            COMPLETE,
+            kwargs={"job": parsed.to_message(), "attempt": death.attempt + 1},
+            task_id=death.task_id,
+            shadow=parsed.kind,
+        )
+    except SovereignError as exc:  # the gate refused it, or parked it: it is recorded
+        log.warning("task %s was not run again: %s", death.task_id, exc)
+    return True

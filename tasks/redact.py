@@ -14,6 +14,7 @@ from typing import Any
 
 from celery.worker.request import Request
 
+from tasks.kinds import KINDS
 from tasks.names import COMPLETE
 
 NOT_SHOWN = "(result record in the result backend; its text is not logged)"
@@ -36,7 +37,9 @@ class ResultFilter(logging.Filter):
         context = record.args
         if not isinstance(context, dict):
             return True
-        if context.get("name") == COMPLETE and "return_value" in context:
+        # Completion tasks are named by their kind (Celery's shadow name) where shown.
+        name = context.get("name")
+        if (name == COMPLETE or name in KINDS) and "return_value" in context:
             quiet = {**context, "return_value": NOT_SHOWN}
             record.args = quiet
             if isinstance(getattr(record, "data", None), dict):

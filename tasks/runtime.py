@@ -119,6 +119,7 @@ def build_runtime(settings: Settings, broker_url: str) -> Runtime:
         timezone=settings.timezone,
         reservation_ttl_s=settings.reservation_ttl_s,
         prices=prices,
+        lease_s=settings.lease_s,
     )
     ledger.upgrade()
     policies = PolicyStore(settings.policy_path, ledger, prices=prices)

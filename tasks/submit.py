@@ -82,7 +82,8 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
     router = app.sovereign_router  # type: ignore[attr-defined]
     router.expect(job, message)
     try:
-        async_result = app.send_task(COMPLETE, kwargs=kwargs, task_id=job.job_id)
+        # Flower and the worker log name the task by its kind.
+        async_result = app.send_task(COMPLETE, kwargs=kwargs, task_id=job.job_id, shadow=kind)
     except TaskParked as parked:
         return Handle(job.job_id, parked.decision, None, parked=True)
     except SovereignError:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 from collections import deque
@@ -13,6 +15,9 @@ from arbiter.usage import Usage
 from workers.guard import refuse_confidential
 from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
 from workers.structured import example_value
+
+# A prompt holding this makes the fake kill its own process (tests of poisoned tasks).
+CRASH_MARKER = "CRASH-THE-WORKER"
 
 Reply = str | Callable[[CompletionRequest], str]
 UsageRule = Usage | Callable[[CompletionRequest, str], Usage]
@@ -80,6 +85,9 @@ class FakeBackend:
             failure = self._failures.popleft() if self._failures else None
         if self.delay_s > 0:
             time.sleep(self.delay_s)
+        if any(CRASH_MARKER in m.content for m in req.messages):
+            # A model that takes its process down (a segfault, the out-of-memory killer).
+            os.kill(os.getpid(), signal.SIGKILL)
         if failure is not None:
             raise failure
         text = self.reply(req) if callable(self.reply) else self.reply

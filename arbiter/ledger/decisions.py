@@ -38,7 +38,7 @@ class StoredDecision:
 
 def _upsert(dialect_insert: Any) -> Any:
     statement = dialect_insert(_tasks)
-    kept = {"id", "created_at", "result"}
+    kept = {"id", "created_at", "result", "died"}
     return statement.on_conflict_do_update(
         index_elements=[_tasks.c.id],
         set_={c.name: statement.excluded[c.name] for c in _tasks.columns if c.name not in kept},

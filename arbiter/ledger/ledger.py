@@ -18,7 +18,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Connection, exc
 
 from arbiter import migrations
-from arbiter.ledger import approvals, control, decisions, research, reservations, usage_totals
+from arbiter.ledger import (
+    approvals,
+    control,
+    decisions,
+    leases,
+    research,
+    reservations,
+    usage_totals,
+)
 from arbiter.ledger.admission import AdmissionTx
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
@@ -58,6 +66,14 @@ class AttemptStart:
     halted: bool
     held: bool
     recorded: bool = True  # the ledger has the attempt's decision (False: lost, or never made)
+    died: int = 0  # >0: an earlier delivery of this attempt died in its call (deaths so far)
+    stale: bool = False  # the task has moved on (a later attempt, or poisoned)
+
+
+DIED_IN_CALL = (
+    "the worker process died while this attempt was in its model call; charged its full "
+    "reservation, since the provider may have billed the call (usage unknown)"
+)
 
 
 class Ledger:
@@ -71,11 +87,13 @@ class Ledger:
         clock: Clock | None = None,
         reservation_ttl_s: float = 3600.0,
         prices: PriceTable | None = None,
+        lease_s: float = 40.0,
     ) -> None:
         self.url = normalise_url(url)
         self.zone = timezone if isinstance(timezone, ZoneInfo) else ZoneInfo(timezone)
         self.clock: Clock = clock or system_clock
         self.reservation_ttl = timedelta(seconds=reservation_ttl_s)
+        self.lease = timedelta(seconds=lease_s)
         self.prices = prices
         with translate_errors(self.url):
             self.engine = create_ledger_engine(self.url)
@@ -90,6 +108,7 @@ class Ledger:
             timezone=settings.timezone,
             clock=clock,
             reservation_ttl_s=settings.reservation_ttl_s,
+            lease_s=settings.lease_s,
         )
         if settings.prices_path.exists():
             ledger.prices = PriceTable.load(settings.prices_path)
@@ -317,23 +336,74 @@ class Ledger:
         with self.reading() as conn:
             return reservations.find_call(conn, task_id, attempt)
 
-    def begin_attempt(self, task_id: str, attempt: int) -> AttemptStart:
+    def begin_attempt(self, task_id: str, attempt: int, worker: str | None = None) -> AttemptStart:
         """What a worker checks before calling a model, in one transaction.
 
         The attempt's billed call if it already succeeded (a redelivery answers from it),
         whether the kill switch is on, and whether its reservation is still held; the task
-        is marked running only when the call may go ahead.
+        is marked running, with the worker's lease, only when the call may go ahead. A
+        delivery of an attempt the ledger shows running means the last one died in its
+        call: that attempt is charged as usage unknown (see ``leases``).
         """
         now = self.now()
         with self.transaction() as conn:
             found = reservations.find_call(conn, task_id, attempt)
             done = found if found is not None and found.succeeded else None
             halted = control.halt_state(conn).halted
+            task = decisions.task_row(conn, task_id)
+            if done is None and task is not None:
+                if task["attempt"] > attempt or task["status"] == "poisoned":
+                    return AttemptStart(None, halted, held=False, stale=True)
+                if task["status"] == "running" and task["attempt"] == attempt:
+                    death = self._charge_death(conn, task_id, attempt, now)
+                    return AttemptStart(None, halted, held=False, died=death.died)
             held = reservations.is_held(conn, task_id, attempt)
             if done is None and held and not halted:
-                reservations.update_task(conn, task_id, now, status="running", attempt=attempt)
+                reservations.update_task(
+                    conn,
+                    task_id,
+                    now,
+                    status="running",
+                    attempt=attempt,
+                    lease_until=now + self.lease,
+                    worker=worker,
+                )
             recorded = held or done is not None or decisions.exists(conn, task_id, attempt)
         return AttemptStart(done=done, halted=halted, held=held, recorded=recorded)
+
+    def _charge_death(
+        self, conn: Connection, task_id: str, attempt: int, now: datetime
+    ) -> leases.Death:
+        death = leases.charge_unknown(conn, task_id, attempt, now, DIED_IN_CALL, to_db)
+        usage_totals.add(conn, self.zone, now, death.charged_nusd, death.tokens, death.cloud)
+        return death
+
+    def charge_in_full(self, task_id: str, attempt: int, reason: str) -> None:
+        """A call cut short (the time limit) may have been billed: charge its reservation
+        as usage unknown and fail the task."""
+        now = self.now()
+        with self.transaction() as conn:
+            death = leases.charge_unknown(conn, task_id, attempt, now, reason, to_db, died=False)
+            usage_totals.add(conn, self.zone, now, death.charged_nusd, death.tokens, death.cloud)
+
+    def renew_lease(self, task_id: str, attempt: int) -> bool:
+        """The worker is alive and still in the call: extend its lease."""
+        with self.transaction() as conn:
+            return leases.renew(conn, task_id, attempt, self.now() + self.lease)
+
+    def reap_dead(self) -> list[leases.Death]:
+        """Charge every running attempt whose lease ran out (its worker died)."""
+        now = self.now()
+        with self.transaction() as conn:
+            return [
+                self._charge_death(conn, task_id, attempt, now)
+                for task_id, attempt in leases.expired(conn, now)
+            ]
+
+    def poison(self, task_id: str, reason: str) -> None:
+        """Fail a task for good: it is never delivered to a model again."""
+        with self.transaction() as conn:
+            leases.poison(conn, task_id, self.now(), reason)
 
     def mark_running(self, task_id: str, attempt: int) -> None:
         with self.transaction() as conn:

@@ -34,7 +34,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 NANO = 1_000_000_000  # nano-dollars per US dollar
 
-TASK_STATUSES = ("queued", "running", "succeeded", "failed", "blocked", "parked")
+TASK_STATUSES = (
+    "queued", "running", "succeeded", "failed", "blocked", "parked", "poisoned",
+)  # fmt: skip
 RESERVATION_STATUSES = ("held", "settled", "released", "expired")
 APPROVAL_STATUSES = ("pending", "granted", "rejected")
 TOPIC_STATUSES = ("pending", "claimed", "done")
@@ -72,6 +74,13 @@ class Task(Base):
             sqlite_where=text("kind = 'research'"),
             postgresql_where=text("kind = 'research'"),
         ),
+        # The maintenance sweep looks for running tasks whose lease ran out.
+        Index(
+            "ix_tasks_running_lease",
+            "lease_until",
+            sqlite_where=text("status = 'running'"),
+            postgresql_where=text("status = 'running'"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -88,6 +97,10 @@ class Task(Base):
     topic: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+    # While running: the worker's lease, which it renews; one that runs out means it died.
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    worker: Mapped[str | None] = mapped_column(String(255))
+    died: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Reservation(Base):

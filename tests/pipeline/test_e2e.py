@@ -122,7 +122,7 @@ def test_spend_cap_blocks_cloud_while_local_continues(
     assert local.result(timeout=60)["worker"].startswith("local@")
 
 
-def test_worker_killed_mid_task_is_redelivered_and_billed_once(
+def test_pool_process_killed_mid_call_runs_again_and_is_charged_for_both(
     redis_url: str, make_stack: Callable[..., Stack]
 ) -> None:
     stack = make_stack(redis_url)
@@ -137,8 +137,13 @@ def test_worker_killed_mid_task_is_redelivered_and_billed_once(
     result = handle.result(timeout=90)
     assert result["text"].startswith("fake answer")
     calls = [p for p in stack.fake.prompts() if "SLOW:4" in p]
-    assert len(calls) == 2, "the killed call, then the redelivered one"
+    assert len(calls) == 2, "the killed call, then the call of the new attempt"
     ledger = stack.ledger
-    assert ledger.succeeded_call(handle.task_id, 1) is not None
-    report = ledger.spend_report(days=1, by="model")
-    assert [(r.key, r.calls) for r in report.rows] == [("openai_compat/tiny-local", 1)]
+    died = ledger.call_record(handle.task_id, 1)
+    assert died is not None and died.status == "unknown", "the killed call is charged"
+    assert ledger.succeeded_call(handle.task_id, 2) is not None
+    assert result["attempt"] == 2
+    verdicts = [(d.attempt, d.verdict) for d in ledger.decisions(handle.task_id)]
+    assert verdicts == [(1, "proceed"), (2, "proceed")], "the new attempt passed the gate"
+    task = ledger.task(handle.task_id)
+    assert task is not None and task["status"] == "succeeded" and task["died"] == 1
