@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 from collections.abc import Callable
@@ -12,6 +13,14 @@ import pytest
 from arbiter.settings import load_settings
 from sovereign.commands import run
 from tests.pipeline.conftest import Stack, wait_for
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings from this test only (the smoke test's child reads the environment)."""
+    for name in list(os.environ):
+        if name.startswith("SOVEREIGN_"):
+            monkeypatch.delenv(name)
 
 
 def closed_port() -> int:
