@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
+from celery.signals import before_task_publish
 
 from arbiter.errors import TaskBlocked, TaskFailed
 from tasks import submit
@@ -19,14 +22,27 @@ def test_throttled_task_is_published_with_the_delay(
 ) -> None:
     stack = make_stack(redis_url)
     stack.start_worker("local")
-    sent = time.time()
-    handle = submit("classify", "throttle me please", tags=["slowdown"], app=stack.app)
+    published: list[dict[str, Any]] = []
+
+    def capture(headers: dict[str, Any] | None = None, **_: Any) -> None:
+        published.append(dict(headers or {}))
+
+    before_task_publish.connect(capture, weak=False)
+    try:
+        handle = submit("classify", "throttle me please", tags=["slowdown"], app=stack.app)
+    finally:
+        before_task_publish.disconnect(capture)
     assert handle.decision is not None and handle.decision.verdict == "throttle"
     assert handle.decision.retry_after_s == 3
     handle.result(timeout=60)
     called = [c["at"] for c in stack.fake.calls if c["prompt"].endswith("throttle me please")]
     assert len(called) == 1
-    assert called[0] - sent >= 2.9, "the model was called only after the policy's delay"
+    # The message carried an ETA three seconds after the decision; the call came after it.
+    (decision,) = stack.ledger.decisions(handle.task_id)
+    (headers,) = [h for h in published if h.get("id") == handle.task_id]
+    due = datetime.fromisoformat(str(headers["eta"]))
+    assert due >= decision.created_at + timedelta(seconds=3)
+    assert called[0] >= due.timestamp(), "the model was called only after the policy's delay"
     assert [d.verdict for d in stack.ledger.decisions(handle.task_id)] == ["throttle"]
 
 
