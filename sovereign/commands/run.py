@@ -348,8 +348,12 @@ def _announce_worker() -> None:
 
 
 def _say(text: str) -> None:
-    """A line for people on the real standard output (Celery turns sys.stdout into a log)."""
-    print(f"{PEOPLE}{text}", file=sys.__stdout__, flush=True)
+    """A line for people on the real standard output (Celery turns sys.stdout into a log).
+
+    Written straight to the descriptor: this runs inside signal handlers, where a buffered
+    print could interrupt another print and raise "reentrant call"."""
+    with contextlib.suppress(OSError):
+        os.write(1, f"{PEOPLE}{text}\n".encode())
 
 
 def _describe(request: Any) -> str:
