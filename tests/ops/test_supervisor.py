@@ -146,8 +146,8 @@ def test_a_second_stop_ends_a_child_that_takes_its_time(tmp_path: Path) -> None:
             up.set()
 
     stubborn = (
-        "import signal, time\n"
-        "signal.signal(signal.SIGTERM, lambda *_: print('sovereign: finishing', flush=True))\n"
+        "import os, signal, time\n"
+        "signal.signal(signal.SIGTERM, lambda *_: os.write(1, b'sovereign: finishing\\n'))\n"
         "print('sovereign: busy', flush=True)\n"
         "while True: time.sleep(1)\n"
     )
