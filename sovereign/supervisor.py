@@ -2,7 +2,7 @@
 
 Output lines of each child are prefixed with its name (as honcho does). With a log
 folder, every line goes to ``<folder>/<name>.log`` and the terminal shows only what a
-person needs: errors (with their tracebacks) and the lines a `sovereign` process prints
+person needs: errors (with their exceptions) and the lines a `sovereign` process prints
 for people (marked with ``sovereign: ``). A child that dies is restarted with a growing
 pause (up to half a minute), one line each time, for as long as the stack runs: a stack
 left unattended keeps trying rather than giving up. SIGINT and SIGTERM stop the stack:
@@ -79,26 +79,35 @@ class Child:
 
 
 class _Screen:
-    """Decides which lines of one child reach the terminal."""
+    """Decides which lines of one child reach the terminal.
+
+    Of a traceback it shows the unindented lines (the exceptions and what links them),
+    not the frames, which stay in the log file."""
 
     def __init__(self) -> None:
         self.showing = False  # inside an error record or a traceback
+        self.traceback = False
 
     def shows(self, line: str) -> bool:
         record = _CELERY_RECORD.match(line) or _TORNADO_RECORD.match(line)
         if record:
             self.showing = record[1] in ("ERROR", "CRITICAL", "E", "C")
+            self.traceback = False
             return self.showing
         if line.startswith(PEOPLE):
-            self.showing = False
+            self.showing = self.traceback = False
             return True
-        if line.startswith(("Traceback (most recent call last)", "error:")):
+        if line.startswith("Traceback (most recent call last)"):
+            self.showing = self.traceback = True
+        elif line.startswith("error:"):
             self.showing = True
+        if self.traceback and (not line.strip() or line[:1].isspace()):
+            return False
         return self.showing
 
 
 class Supervisor:
-    """Runs children until asked to stop or until one keeps failing."""
+    """Runs children until asked to stop, restarting those that die."""
 
     def __init__(
         self,
@@ -233,7 +242,7 @@ class Supervisor:
             # Its last line says why, when the terminal did not show it (a warning).
             said = ""
             if code > 0 and child.last_line and not child.last_shown:
-                said = f": {child.last_line}"
+                said = f": {child.last_line.rstrip('.')}"
             how = f"exited {code}{said}"
         self.say(child.name, f"{how}; restarting in {pause:g} s")
         child.process, child.failed_start = None, False

@@ -35,17 +35,25 @@ def test_the_terminal_shows_errors_and_lines_for_people(line: str, shown: bool) 
     assert _Screen().shows(line) is shown
 
 
-def test_an_error_record_is_shown_with_its_traceback_and_no_more() -> None:
+def test_an_error_record_is_shown_with_its_exceptions_and_no_more() -> None:
     screen = _Screen()
     lines = [
-        "[2026-12-02 07:23:05,638: CRITICAL/MainProcess] beat raised exception",
-        "Traceback (most recent call last):",
-        '  File "x.py", line 1, in <module>',
-        "ConnectionError: refused",
-        "[2026-12-02 07:23:06,000: INFO/MainProcess] beat: Starting...",
-        "  an indented line of a banner",
+        ("[2026-12-02 07:23:05,638: CRITICAL/MainProcess] beat raised exception", True),
+        ("Traceback (most recent call last):", True),
+        ('  File "x.py", line 1, in <module>', False),
+        ("    connection.can_read()", False),
+        ("ConnectionError: Connection closed by server.", True),
+        ("", False),
+        ("During handling of the above exception, another exception occurred:", True),
+        ("Traceback (most recent call last):", True),
+        ('  File "y.py", line 2, in connect', False),
+        ("ConnectionRefusedError: [Errno 111] Connection refused", True),
+        ("[2026-12-02 07:23:06,000: INFO/MainProcess] beat: Starting...", False),
+        ("  an indented line of a banner", False),
+        ("[2026-12-02 07:23:07,000: ERROR/MainProcess] consumer: Cannot connect", True),
+        ("Trying again in 2.00 seconds... (1/100)", True),
     ]
-    assert [screen.shows(line) for line in lines] == [True, True, True, True, False, False]
+    assert [screen.shows(line) for line, _ in lines] == [shown for _, shown in lines]
 
 
 def run_for(sup: Supervisor, until: threading.Event, timeout: float = 60) -> int:
