@@ -51,18 +51,49 @@ class BeatLock:
             return
         holder = self.client.get(BEAT_LOCK_KEY)
         who = holder.decode() if isinstance(holder, bytes) else str(holder)
+        if _dead_here(who):
+            # Its beat died on this machine (a broker's log can keep the key past it).
+            self._release(keys=[BEAT_LOCK_KEY], args=[who])
+            if self.client.set(BEAT_LOCK_KEY, self.token, nx=True, px=self.ttl_ms):
+                log.warning("took over the beat lock of %s, which is no longer running", who)
+                return
         raise SystemExit(
             f"another beat is already running ({who}); run exactly one beat per deployment "
             f"(stop the other, or wait {self.ttl_ms // 1000}s if it died)"
         )
 
     def refresh(self) -> None:
-        if not self._refresh(keys=[BEAT_LOCK_KEY], args=[self.token, self.ttl_ms]):
-            raise SystemExit("this beat lost its lock to another beat; stopping so only one runs")
+        try:
+            held = self._refresh(keys=[BEAT_LOCK_KEY], args=[self.token, self.ttl_ms])
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            # The broker is restarting: the lease outlasts a few missed refreshes.
+            log.warning("beat could not refresh its lock (%s); trying again next tick", exc)
+            return
+        if held:
+            return
+        # The key is gone (a broker restarted without it) or another beat holds it.
+        if self.client.set(BEAT_LOCK_KEY, self.token, nx=True, px=self.ttl_ms):
+            return
+        raise SystemExit("this beat lost its lock to another beat; stopping so only one runs")
 
     def release(self) -> None:
         with contextlib.suppress(redis.RedisError):
             self._release(keys=[BEAT_LOCK_KEY], args=[self.token])
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether a lock token names a process of this machine that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class GovernedScheduler(PersistentScheduler):

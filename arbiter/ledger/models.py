@@ -100,7 +100,7 @@ class Task(Base):
     # While running: the worker's lease, which it renews; one that runs out means it died.
     lease_until: Mapped[datetime | None] = mapped_column(DateTime)
     worker: Mapped[str | None] = mapped_column(String(255))
-    died: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    died: Mapped[int] = mapped_column(Integer, server_default="0")
 
 
 class Reservation(Base):
