@@ -22,7 +22,7 @@ What the gate decides itself, whatever the policy says:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -270,28 +270,16 @@ def _policy_decision(
         f"the rules then say {again.verdict}",
     )
     if SEVERITY[again.verdict] > SEVERITY[decision.verdict]:
-        decision = Decision(
-            again.verdict,
-            decision.route,
-            decision.candidate,
-            again.decided_by,
-            again.reason,
-            again.retry_after_s,
-            decision.fired + again.fired,
-            (*decision.trace, note, *again.trace),
-        )
-    else:
-        decision = Decision(
-            decision.verdict,
-            decision.route,
-            decision.candidate,
-            decision.decided_by,
-            decision.reason,
-            decision.retry_after_s,
-            decision.fired,
-            (*decision.trace, note),
-        )
-    return decision, cost
+        return replace(
+            decision,
+            verdict=again.verdict,
+            decided_by=again.decided_by,
+            reason=again.reason,
+            retry_after_s=again.retry_after_s,
+            fired=decision.fired + again.fired,
+            trace=(*decision.trace, note, *again.trace),
+        ), cost
+    return replace(decision, trace=(*decision.trace, note)), cost
 
 
 def _same_model(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
