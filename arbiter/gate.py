@@ -34,7 +34,7 @@ from arbiter.ledger import Ledger
 from arbiter.ledger.budget import Snapshot
 from arbiter.ledger.decisions import AdmissionRows, admission_rows
 from arbiter.ledger.models import NANO
-from arbiter.ledger.prices import Price, PriceTable
+from arbiter.ledger.prices import LOCAL_PROVIDERS, Price, PriceTable
 from arbiter.ledger.windows import Clock, time_facts, to_db, windows
 
 ADMITTED = frozenset({"proceed", "throttle"})
@@ -47,6 +47,8 @@ TASK_STATUS = {
     "halt": "blocked",
 }
 HostFacts = Mapping[str, Mapping[str, Any]]
+# Local providers, and the aliases the workers resolve to one of them.
+ON_PREMISES = LOCAL_PROVIDERS | {"auto"}
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ def _gate_checks(
     if route is None or decision.verdict not in (*ADMITTED, "approval"):
         return decision
     where = f"{route.get('provider')}/{route.get('model')}"
-    if request.confidential and route.get("tier") != "local":
+    if request.confidential and not _on_premises(route):
         reason = (
             f"task {request.task_id} is confidential and may not leave the studio's machines, "
             f"but {_who_routed(decision)} sent it to {where} ({route.get('tier')}); "
@@ -316,6 +318,13 @@ def _gate_checks(
         )
         return gate_decision("deny", None, "output limit", reason, decision)
     return decision
+
+
+def _on_premises(route: Mapping[str, Any]) -> bool:
+    """A route to the local tier and a local provider (a local server's own network is
+    checked by its backend)."""
+    provider = route.get("provider")
+    return route.get("tier") == "local" and (provider is None or provider in ON_PREMISES)
 
 
 def _who_routed(decision: Decision) -> str:

@@ -27,6 +27,10 @@ rule SendItOut {
 rule Review {
     when { "review" in task.tags } then RequireApproval { reason: "a person looks first" }
 }
+rule Disguise {
+    when { "disguise" in task.tags }
+    then Reroute { tier: "local", provider: "openai", model: "gpt-5.4-nano" }
+}
 """
 
 REROUTE = """
@@ -72,6 +76,9 @@ def test_a_confidential_task_is_never_admitted_to_the_cloud(ledger: Ledger) -> N
     rerouted = gate.admit(request("c2", kind="local", tags=["escape"], confidential=True))
     assert rerouted.decision.decided_by == "confidential"
     assert "rule SendItOut (Reroute)" in str(rerouted.decision.reason)
+
+    disguised = gate.admit(request("c6", kind="local", tags=["disguise"], confidential=True))
+    assert disguised.decision.decided_by == "confidential", "a cloud provider is not local"
 
     parked = gate.admit(request("c3", tags=["review"], confidential=True))
     assert parked.verdict == "deny" and not parked.parked
