@@ -29,14 +29,23 @@ from sqlalchemy import Connection, Table, bindparam, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from arbiter.ledger import approvals, decisions, reservations
-from arbiter.ledger.budget import Snapshot, read_snapshot
+from arbiter.ledger.budget import STATEMENT, Snapshot, snapshot_from, snapshot_params
 from arbiter.ledger.models import DecisionRecord, Reservation, Task, table
+from arbiter.ledger.prepared import Prepared
 from arbiter.ledger.windows import Windows
 
 _reservations = table(Reservation)
 _decisions = table(DecisionRecord)
 _tasks = table(Task)
-_PG_WRITES: dict[tuple[tuple[str, ...], ...], Any] = {}
+# Statements compiled once per dialect (and shape of rows): see ``prepared``.
+_PREPARED: dict[tuple[Any, ...], Prepared] = {}
+
+
+def _prepared(dialect: Any, key: tuple[Any, ...], build: Any, keys: Any = None) -> Prepared:
+    found = _PREPARED.get((dialect.name, *key))
+    if found is None:
+        found = _PREPARED[(dialect.name, *key)] = Prepared(build(), dialect, keys)
+    return found
 
 
 def _binds(tbl: Table, prefix: str, names: tuple[str, ...]) -> dict[str, Any]:
@@ -45,22 +54,18 @@ def _binds(tbl: Table, prefix: str, names: tuple[str, ...]) -> dict[str, Any]:
 
 def _pg_write(reserve: tuple[str, ...], task: tuple[str, ...], record: tuple[str, ...]) -> Any:
     """PostgreSQL: the rows of one admission in one statement (data-modifying CTEs), so
-    the write is one round trip. Built once per shape of the rows."""
-    key = (reserve, task, record)
-    statement = _PG_WRITES.get(key)
-    if statement is None:
-        upsert = pg_insert(_tasks).values(_binds(_tasks, "t_", task))
-        kept = {"id", "created_at", "result"}
-        upsert = upsert.on_conflict_do_update(
-            index_elements=[_tasks.c.id],
-            set_={n: upsert.excluded[n] for n in task if n not in kept},
-        )
-        statement = insert(_decisions).values(_binds(_decisions, "d_", record))
-        statement = statement.add_cte(upsert.cte("t"))
-        if reserve:
-            held = insert(_reservations).values(_binds(_reservations, "r_", reserve))
-            statement = statement.add_cte(held.cte("r"))
-        _PG_WRITES[key] = statement
+    the write is one round trip."""
+    upsert = pg_insert(_tasks).values(_binds(_tasks, "t_", task))
+    kept = {"id", "created_at", "result"}
+    upsert = upsert.on_conflict_do_update(
+        index_elements=[_tasks.c.id],
+        set_={n: upsert.excluded[n] for n in task if n not in kept},
+    )
+    statement = insert(_decisions).values(_binds(_decisions, "d_", record))
+    statement = statement.add_cte(upsert.cte("t"))
+    if reserve:
+        held = insert(_reservations).values(_binds(_reservations, "r_", reserve))
+        statement = statement.add_cte(held.cte("r"))
     return statement
 
 
@@ -69,10 +74,17 @@ class AdmissionTx:
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
+        # The hot statements run on the driver connection of this very transaction.
+        self._raw: Any = conn.connection.driver_connection
+
+    def _run(self, prepared: Prepared, values: Any) -> Any:
+        return self._raw.execute(prepared.sql, prepared.params(values))
 
     def snapshot(self, w: Windows, task_id: str, attempt: int) -> Snapshot:
         """Budget and research facts, leaving out what the attempt itself holds."""
-        return read_snapshot(self.conn, w, task_id, attempt)
+        prepared = _prepared(self.conn.dialect, ("snapshot",), lambda: STATEMENT)
+        row = self._run(prepared, snapshot_params(w, task_id, attempt)).fetchone()
+        return snapshot_from(dict(zip(prepared.columns, row, strict=True)))
 
     def close_held(
         self, task_id: str, attempt: int, status: str, reason: str | None, now: Any
@@ -86,19 +98,24 @@ class AdmissionTx:
 
     def write(self, rows: decisions.AdmissionRows) -> None:
         """The reservation (if any), the task row and the decision record."""
-        conn = self.conn
+        dialect = self.conn.dialect
         held = rows.reservation or {}
-        if conn.dialect.name == "postgresql":
-            statement = _pg_write(tuple(held), tuple(rows.task), tuple(rows.decision))
+        if dialect.name == "postgresql":
+            shape = (tuple(held), tuple(rows.task), tuple(rows.decision))
+            prepared = _prepared(dialect, ("write", *shape), lambda: _pg_write(*shape))
             params = {f"r_{k}": v for k, v in held.items()}
             params.update({f"t_{k}": v for k, v in rows.task.items()})
             params.update({f"d_{k}": v for k, v in rows.decision.items()})
-            conn.execute(statement, params)
+            self._run(prepared, params)
             return
-        if rows.reservation is not None:
-            conn.execute(insert(_reservations), rows.reservation)
-        conn.execute(decisions.UPSERTS[conn.dialect.name], rows.task)
-        conn.execute(insert(_decisions), rows.decision)
+        for key, build, values in (
+            ("reserve", lambda: insert(_reservations), rows.reservation),
+            ("task", lambda: decisions.UPSERTS[dialect.name], rows.task),
+            ("decision", lambda: insert(_decisions), rows.decision),
+        ):
+            if values is not None:
+                columns = tuple(values)
+                self._run(_prepared(dialect, (key, columns), build, columns), values)
 
     def request_approval(self, task_id: str, reason: str | None, now: Any) -> None:
         """Park the task: a pending approval, unless one is pending already."""

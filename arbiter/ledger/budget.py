@@ -106,9 +106,15 @@ def _build() -> Select[Any]:
         calls.recorded_at >= hour, calls.recorded_at < next_minute
     )
     totals = table(HeldTotals).c
-    held_all = select(
-        totals.nusd.label("nusd"), totals.tokens.label("tokens"), totals.cloud.label("cloud")
-    ).subquery("held_all")
+    # By its key, not a scan: the row is updated on every hold, and the dead versions
+    # left between two vacuums must not slow the read.
+    held_all = (
+        select(
+            totals.nusd.label("nusd"), totals.tokens.label("tokens"), totals.cloud.label("cloud")
+        )
+        .where(totals.id == _sql("1"))
+        .subquery("held_all")
+    )
     # What the attempt being decided holds already: left out, since it is replaced.
     res = table(Reservation).c
     own = (

@@ -172,7 +172,12 @@ def _pg_serialized(engine: Engine) -> Iterator[Connection]:
         conn.exec_driver_sql("COMMIT")
 
 
-_PG_BEGIN = f"BEGIN; SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+# The snapshot's parameters are always narrow windows, so its generic plan is the right
+# one; planning it afresh for each admission would cost more than running it.
+_PG_BEGIN = (
+    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; "
+    f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+)
 
 
 @contextmanager
