@@ -159,3 +159,19 @@ def test_followups_count_however_the_research_was_submitted(ledger: Ledger) -> N
     confidential = ledger.add_topic("client matter", depth=1, confidential=True)
     topic = ledger.topic(confidential)
     assert topic is not None and topic.confidential
+
+
+def test_the_admissions_own_statements_read_what_sqlalchemy_reads(ledger: Ledger) -> None:
+    """The snapshot run on the driver connection (``Prepared``) equals SQLAlchemy's own."""
+    from arbiter.ledger.budget import read_snapshot
+    from arbiter.ledger.windows import windows
+
+    gate = gate_with(ledger, HOSTILE)
+    for n in range(6):
+        gate.admit(request(f"p{n}", kind="local" if n % 2 else "summarise"))
+    ledger.settle("p0", 1, Usage(1000, 100), "openai", "gpt-5.4-nano")
+    ledger.add_topic("a follow-up", depth=1)
+    w = windows(ledger.clock(), ledger.zone)
+    with ledger.admission() as tx:
+        for task_id, attempt in (("p2", 1), ("p1", 1), ("nobody", 1)):
+            assert tx.snapshot(w, task_id, attempt) == read_snapshot(tx.conn, w, task_id, attempt)
