@@ -23,7 +23,7 @@ import redis
 import sqlalchemy as sa
 
 from sovereign.embedded_broker import valkeys_on
-from tests.pipeline.conftest import Stack, wait_for
+from tests.pipeline.conftest import Stack, answers, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -219,4 +219,6 @@ def test_the_broker_command_brings_its_valkey_back(make_stack: Callable[..., Sta
     wait_for(lambda: valkeys_on(data_dir) not in ([], [first]), 30, "a new Valkey")
     assert "valkey | was killed (SIGKILL); restarting in 0.5 s" in stack.log("broker")
     assert url_file.read_text().strip() == url
+    # The new process exists before it listens: wait until it answers.
+    wait_for(lambda: answers(url), 30, "the new Valkey to answer")
     assert redis.Redis.from_url(url).lrange("local", 0, -1) == [b"queued before the kill"]

@@ -188,6 +188,14 @@ class Stack:
             self.kill(name)
 
 
+def answers(url: str) -> bool:
+    """Whether the broker at ``url`` answers a PING now."""
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
     """Poll until `predicate()` is truthy; the assertion names what never happened."""
     deadline = time.monotonic() + timeout

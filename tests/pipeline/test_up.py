@@ -16,7 +16,7 @@ import redis
 from arbiter.ledger import Ledger
 from arbiter.settings import load_settings
 from sovereign.embedded_broker import EmbeddedBroker, valkeys_on
-from tests.pipeline.conftest import Stack, wait_for
+from tests.pipeline.conftest import Stack, answers, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -94,6 +94,7 @@ def test_up_brings_a_killed_broker_back_and_refuses_a_second_one(
     wait_for(lambda: valkeys_on(data_dir) not in ([], [first]), 30, "a new Valkey")
     assert len(valkeys_on(data_dir)) == 1
     assert (stack.home / "var" / "broker.url").read_text().strip() == url, "the same address"
+    wait_for(lambda: answers(url), 30, "the new Valkey to answer")  # it exists before it listens
     done = stack.sovereign("enqueue", "summarize", "after the broker came back", "--wait", "--json")
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["result"]["worker"].startswith("local@")
