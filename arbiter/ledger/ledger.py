@@ -405,10 +405,6 @@ class Ledger:
         with self.transaction() as conn:
             leases.poison(conn, task_id, self.now(), reason)
 
-    def mark_running(self, task_id: str, attempt: int) -> None:
-        with self.transaction() as conn:
-            reservations.update_task(conn, task_id, self.now(), status="running", attempt=attempt)
-
     def fail_task(self, task_id: str, attempt: int, error: str, *, release: bool = True) -> None:
         """Mark the task failed; free the attempt's reservation unless a call was billed."""
         now = self.now()

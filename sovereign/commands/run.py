@@ -482,8 +482,6 @@ def enqueue(
             result = handle.result(timeout=timeout)
         except TaskFailed as exc:
             error = str(exc)
-        finally:
-            _stop_waiting(handle)
     if as_json:
         payload = {"task_id": handle.task_id, "queue": handle.queue, "decision": decision}
         click.echo(json.dumps({**payload, "result": result, "error": error}))
@@ -507,19 +505,6 @@ def _read_stdin() -> str:
             f"standard input is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset "
             f"{exc.start}); convert the prompt to UTF-8, e.g. with iconv, and try again"
         ) from None
-
-
-def _stop_waiting(handle: Any) -> None:
-    """Stop listening for the task's result now, while the interpreter is whole.
-
-    Celery's AsyncResult unsubscribes in ``__del__``; left to interpreter shutdown, that
-    reconnects to Redis too late and prints a traceback after our sentence.
-    """
-    pending = getattr(handle, "_async", None)
-    backend = getattr(pending, "backend", None)
-    if backend is not None:
-        with contextlib.suppress(Exception):
-            backend.remove_pending_result(pending)
 
 
 def _print_decision(task_id: str, data: dict[str, Any] | None, queue: str | None) -> None:
