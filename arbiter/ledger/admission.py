@@ -26,7 +26,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Connection, Table, bindparam, insert
-from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from arbiter.ledger import approvals, decisions, reservations
 from arbiter.ledger.budget import STATEMENT, Snapshot, snapshot_from, snapshot_params
@@ -55,12 +54,7 @@ def _binds(tbl: Table, prefix: str, names: tuple[str, ...]) -> dict[str, Any]:
 def _pg_write(reserve: tuple[str, ...], task: tuple[str, ...], record: tuple[str, ...]) -> Any:
     """PostgreSQL: the rows of one admission in one statement (data-modifying CTEs), so
     the write is one round trip."""
-    upsert = pg_insert(_tasks).values(_binds(_tasks, "t_", task))
-    kept = {"id", "created_at", "result"}
-    upsert = upsert.on_conflict_do_update(
-        index_elements=[_tasks.c.id],
-        set_={n: upsert.excluded[n] for n in task if n not in kept},
-    )
+    upsert = decisions.task_upsert("postgresql", _binds(_tasks, "t_", task))
     statement = insert(_decisions).values(_binds(_decisions, "d_", record))
     statement = statement.add_cte(upsert.cte("t"))
     if reserve:
@@ -108,14 +102,19 @@ class AdmissionTx:
             params.update({f"d_{k}": v for k, v in rows.decision.items()})
             self._run(prepared, params)
             return
-        for key, build, values in (
-            ("reserve", lambda: insert(_reservations), rows.reservation),
-            ("task", lambda: decisions.UPSERTS[dialect.name], rows.task),
-            ("decision", lambda: insert(_decisions), rows.decision),
-        ):
-            if values is not None:
-                columns = tuple(values)
-                self._run(_prepared(dialect, (key, columns), build, columns), values)
+        if rows.reservation is not None:
+            self._insert("reserve", lambda _: insert(_reservations), rows.reservation)
+        self._insert(
+            "task",
+            lambda keys: decisions.task_upsert("sqlite", _binds(_tasks, "", keys)),
+            rows.task,
+        )
+        self._insert("decision", lambda _: insert(_decisions), rows.decision)
+
+    def _insert(self, name: str, build: Any, values: dict[str, Any]) -> None:
+        """SQLite: one row, by a statement compiled once for its columns."""
+        keys = tuple(values)
+        self._run(_prepared(self.conn.dialect, (name, keys), lambda: build(keys), keys), values)
 
     def request_approval(self, task_id: str, reason: str | None, now: Any) -> None:
         """Park the task: a pending approval, unless one is pending already."""

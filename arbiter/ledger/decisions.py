@@ -36,20 +36,17 @@ class StoredDecision:
     created_at: datetime
 
 
-def _upsert(dialect_insert: Any) -> Any:
-    statement = dialect_insert(_tasks)
-    kept = {"id", "created_at", "result", "died"}
+def task_upsert(dialect: str, values: Any) -> Any:
+    """Insert the task row, or, when the task passes the gate again (a retry, a granted
+    approval), update the columns the admission gives: what the task carries besides
+    (its result, its count of deaths) is kept. ``values`` are the columns' values or binds."""
+    statement = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(_tasks)
+    statement = statement.values(values)
+    kept = {"id", "created_at"}
     return statement.on_conflict_do_update(
         index_elements=[_tasks.c.id],
-        set_={c.name: statement.excluded[c.name] for c in _tasks.columns if c.name not in kept},
+        set_={name: statement.excluded[name] for name in values if name not in kept},
     )
-
-
-# Insert the task row, or update it when the task passes the gate again (a retry).
-UPSERTS: dict[str, Any] = {
-    "postgresql": _upsert(postgresql.insert),
-    "sqlite": _upsert(sqlite.insert),
-}
 
 
 @dataclass(frozen=True, slots=True)
