@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 
 from arbiter.ledger.models import PublishedPolicy, SystemState, table
 from arbiter.ledger.windows import from_db
@@ -33,6 +33,7 @@ class PolicyRecord:
     published_at: datetime
     published_by: str | None
     active: bool
+    id: int = 0  # the row: one version may be published more than once (a rollback)
 
 
 def halt_state(conn: Connection) -> HaltState:
@@ -74,6 +75,7 @@ def _record(row: Any) -> PolicyRecord:
         published_at=from_db(row.published_at),
         published_by=row.published_by,
         active=bool(row.active),
+        id=int(row.id),
     )
 
 
@@ -90,3 +92,41 @@ def active_policy(conn: Connection) -> PolicyRecord | None:
 def policy_history(conn: Connection, limit: int) -> list[PolicyRecord]:
     rows = conn.execute(select(_policies).order_by(_policies.c.id.desc()).limit(limit))
     return [_record(row) for row in rows]
+
+
+# --- policy history, diff and rollback -------------------------------------------------------
+
+
+def policy_versions(conn: Connection, prefix: str) -> list[str]:
+    """The distinct published versions starting with ``prefix``, oldest first."""
+    first = func.min(_policies.c.id)
+    rows = conn.execute(
+        select(_policies.c.version, first)
+        .where(_policies.c.version.startswith(prefix, autoescape=True))
+        .group_by(_policies.c.version)
+        .order_by(first)
+    )
+    return [row.version for row in rows]
+
+
+def policy_record(conn: Connection, version: str, *, first: bool = False) -> PolicyRecord | None:
+    """The newest row that published ``version`` (with ``first``, the oldest)."""
+    order = _policies.c.id.asc() if first else _policies.c.id.desc()
+    row = conn.execute(
+        select(_policies).where(_policies.c.version == version).order_by(order).limit(1)
+    ).first()
+    return _record(row) if row is not None else None
+
+
+def previous_policy(conn: Connection) -> PolicyRecord | None:
+    """The newest version published before the active one that differs from it."""
+    active = active_policy(conn)
+    if active is None:
+        return None
+    row = conn.execute(
+        select(_policies)
+        .where(_policies.c.id < active.id, _policies.c.version != active.version)
+        .order_by(_policies.c.id.desc())
+        .limit(1)
+    ).first()
+    return _record(row) if row is not None else None
