@@ -22,6 +22,7 @@ from arbiter.ledger import (
     approvals,
     control,
     decisions,
+    explain,
     leases,
     research,
     reservations,
@@ -40,6 +41,7 @@ from arbiter.ledger.db import (
     translate_errors,
 )
 from arbiter.ledger.decisions import StoredDecision
+from arbiter.ledger.explain import TaskHistory
 from arbiter.ledger.models import NANO
 from arbiter.ledger.prices import LOCAL_PROVIDERS, PriceTable
 from arbiter.ledger.report import GroupBy, SpendReport, spend
@@ -514,3 +516,25 @@ class Ledger:
         """The task row as a mapping of its columns, or None."""
         with self.reading() as conn:
             return decisions.task_row(conn, task_id)
+
+    # --- policy history and explaining a task (issue 13, part 1) ----------------------------
+
+    def policy_versions(self, prefix: str = "") -> list[str]:
+        """The distinct published versions starting with ``prefix``, oldest first."""
+        with self.reading() as conn:
+            return control.policy_versions(conn, prefix)
+
+    def policy_record(self, version: str, *, first: bool = False) -> PolicyRecord | None:
+        """The newest publication of ``version`` (with ``first``, its first one)."""
+        with self.reading() as conn:
+            return control.policy_record(conn, version, first=first)
+
+    def previous_policy(self) -> PolicyRecord | None:
+        """The newest version published before the active one that differs from it."""
+        with self.reading() as conn:
+            return control.previous_policy(conn)
+
+    def task_history(self, task_id: str) -> TaskHistory | None:
+        """Everything the ledger holds about a task (``sovereign why``), or None."""
+        with self.reading() as conn:
+            return explain.read(conn, task_id)
