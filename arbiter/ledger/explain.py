@@ -9,6 +9,7 @@ from the sources of the version the decision names.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -200,3 +201,54 @@ def _when(record: PolicyRecord | None) -> str | None:
 
 def _by(record: PolicyRecord | None) -> str | None:
     return record.published_by if record is not None else None
+
+
+ANSWER_LINES = 5
+TERMINAL = frozenset({"succeeded", "failed", "blocked", "poisoned"})
+
+
+def summary(history: TaskHistory, answer_lines: int = ANSWER_LINES) -> dict[str, Any]:
+    """The short form ``sovereign status TASK_ID`` shows: route, model, cost, times and
+    the answer's first lines."""
+    task, calls = history.task, history.calls
+    last = history.decisions[-1] if history.decisions else None
+    route = dict(last.route) if last and last.route else None
+    call = calls[-1] if calls else None
+    started = min((c["started_at"] for c in calls if c["started_at"]), default=None)
+    if started is None and task["status"] == "running":
+        started = task["updated_at"]  # marked running when its worker began the call
+    finished = call["finished_at"] if call else None
+    if finished is None and task["status"] in TERMINAL:
+        finished = task["updated_at"]
+    held = {}
+    for r in history.reservations:  # the last hold of each attempt
+        held[r["attempt"]] = r["amount_usd"] or 0
+    return {
+        "status": task["status"],
+        "kind": task["kind"],
+        "verdict": last.verdict if last else None,
+        "policy_version": last.policy_version if last else None,
+        "route": route,
+        "provider": call["provider"] if call else (route or {}).get("provider"),
+        "model": call["model"] if call else (route or {}).get("model"),
+        "cost_usd": sum(c["cost_usd"] or 0 for c in calls),
+        "reserved_usd": sum(held.values()),
+        "submitted_at": task["created_at"],
+        "started_at": started,
+        "finished_at": finished,
+        "answer": _first_lines(task.get("result"), answer_lines),
+    }
+
+
+def _first_lines(result: Any, count: int) -> str | None:
+    """The answer's first lines (its JSON for a structured answer with no text)."""
+    if not isinstance(result, Mapping):
+        return None
+    text = result.get("text")
+    if not text and result.get("json") is not None:
+        text = json.dumps(result["json"], ensure_ascii=False, indent=1)
+    if not isinstance(text, str) or not text.strip():
+        return None
+    lines = text.strip().splitlines()
+    shown = "\n".join(lines[:count])
+    return shown + ("\n…" if len(lines) > count else "")

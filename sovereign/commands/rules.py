@@ -1,9 +1,11 @@
-"""``sovereign rules``: check a policy, or evaluate it against facts (spec section 7)."""
+"""``sovereign rules``: check a policy, evaluate it against facts (spec section 7), and
+the published versions: history, diff and rollback (``publish`` is in ``control``)."""
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ def register(group: click.Group) -> None:
 
 @click.group()
 def rules() -> None:
-    """Check and evaluate `.arb` policies."""
+    """Check, evaluate, publish and roll back `.arb` policies."""
 
 
 def _print_problems(error: PolicyError, *, carets: bool) -> None:
@@ -132,3 +134,125 @@ def eval_command(paths: tuple[Path, ...], facts_path: str, as_json: bool) -> Non
     for t in decision.trace:
         mark = "yes" if t.result else "no "
         click.echo(f"  {mark} {t.check.ljust(width)}  {t.detail}")
+
+
+# --- published versions: history, diff, rollback -------------------------------------------
+
+
+def _store() -> Any:
+    from arbiter.ledger import Ledger
+    from arbiter.ledger.prices import PriceTable
+    from arbiter.policy_store import PolicyStore
+    from arbiter.settings import load_settings
+
+    settings = load_settings()
+    ledger = Ledger.from_settings(settings)
+    prices = PriceTable.load(settings.prices_path)
+    return PolicyStore(settings.policy_path, ledger, prices=prices)
+
+
+def _local(moment: datetime | None, zone: Any) -> str | None:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S") if moment else None
+
+
+@rules.command("history")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--json", "as_json", is_flag=True, help="Print the history as JSON.")
+def history_command(limit: int, as_json: bool) -> None:
+    """Published policy versions, newest first: when, by whom, which is active."""
+    from arbiter.policy_store import history
+    from sovereign.output import emit_json, say, table
+
+    ledger = _store().ledger
+    entries = history(ledger, limit)
+    if as_json:
+        emit_json(
+            [
+                {
+                    "version": e.record.version,
+                    "published_at": e.record.published_at.isoformat(),
+                    "published_by": e.record.published_by,
+                    "active": e.record.active,
+                    "rules": e.rules,
+                    "files": sorted(e.record.sources),
+                    "republished": e.first_published_at is not None,
+                    "first_published_at": (
+                        e.first_published_at.isoformat() if e.first_published_at else None
+                    ),
+                }
+                for e in entries
+            ]
+        )
+        return
+    if not entries:
+        say("no policy has been published yet; publish one with `sovereign rules publish`")
+        return
+    rows = [
+        (
+            e.record.version,
+            _local(e.record.published_at, ledger.zone),
+            e.record.published_by,
+            "active" if e.record.active else "",
+            f"{e.rules} rule{'s' if e.rules != 1 else ''} in {e.files} "
+            f"file{'s' if e.files != 1 else ''}",
+            (
+                f"again (first published {_local(e.first_published_at, ledger.zone)})"
+                if e.first_published_at
+                else ""
+            ),
+        )
+        for e in entries
+    ]
+    table(
+        ["version", "published", "by", "active", "summary", "note"],
+        rows,
+        title=f"policy history, newest first ({ledger.zone.key} time)",
+    )
+
+
+_DIFF_COLOURS = (("+++", "bold"), ("---", "bold"), ("@@", "cyan"), ("+", "green"), ("-", "red"))
+
+
+@rules.command("diff")
+@click.argument("a", required=False)
+@click.argument("b", required=False)
+def diff_command(a: str | None, b: str | None) -> None:
+    """A unified diff of two published versions' sources.
+
+    A defaults to the version before the active one, B to the active one; a version may
+    be given by a unique prefix.
+    """
+    from arbiter.policy_store import diff_lines, diff_pair
+    from sovereign.output import say
+
+    old, new = diff_pair(_store().ledger, a, b)
+    lines = diff_lines(old, new)
+    if not lines:
+        say(f"policies {old.version} and {new.version} have the same sources")
+        return
+    for line in lines:
+        colour = next((c for mark, c in _DIFF_COLOURS if line.startswith(mark)), None)
+        say(line, colour=colour)
+
+
+@rules.command("rollback")
+@click.argument("version", required=False)
+def rollback_command(version: str | None) -> None:
+    """Make an earlier published VERSION active again (default: the one before).
+
+    Its sources are checked against today's vocabulary and prices first; a version that
+    no longer checks is refused, and the running one stays.
+    """
+    from sovereign.output import say
+
+    try:
+        now, was = _store().rollback(version)
+    except PolicyError as exc:
+        for d in exc.diagnostics:
+            click.echo(d.format(), err=True)
+        raise
+    say(
+        f"policy {now.version} is active again (was {was.version}), published by "
+        f"{now.published_by}; running gates pick it up within seconds",
+        colour="green",
+    )
