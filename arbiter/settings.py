@@ -137,8 +137,13 @@ class Settings(BaseSettings):
         default="auto",
         description="auto: Ollama when it answers, else embedded llama.cpp.",
     )
-    local_model: str = Field(
-        default="smollm2-135m", description="Local model the default policy routes to."
+    local_models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description=(
+            "Local model names of the policy mapped to models of the local server, "
+            "NAME=MODEL comma-separated (qwen2.5:14b=qwen2.5:7b); a name Ollama lacks runs "
+            "on the embedded model."
+        ),
     )
     ollama_host: str | None = Field(
         default=None,
@@ -188,6 +193,27 @@ class Settings(BaseSettings):
                     "separated by commas"
                 ) from None
         return tuple(networks)
+
+    @field_validator("local_models", mode="before")
+    @classmethod
+    def _model_map(cls, value: Any) -> dict[str, str]:
+        if isinstance(value, Mapping):
+            pairs = [(str(k), str(v)) for k, v in value.items()]
+        else:
+            pairs = []
+            for item in str(value or "").split(","):
+                if not item.strip():
+                    continue
+                name, sep, model = item.partition("=")
+                pairs.append((name, model) if sep else (item, ""))
+        mapping = {name.strip(): model.strip() for name, model in pairs}
+        for name, model in mapping.items():
+            if not name or not model:
+                raise ValueError(
+                    "write the local model map as NAME=MODEL pairs separated by commas, "
+                    "such as qwen2.5:14b=qwen2.5:7b,deepseek-coder=deepseek-coder:6.7b"
+                )
+        return mapping
 
     @field_validator("timezone")
     @classmethod

@@ -86,7 +86,6 @@ def environment(home: Path, broker: str, gguf: Path) -> dict[str, str]:
             "SOVEREIGN_POLICY_PATH": str(home / "rules"),
             "SOVEREIGN_PRICES_PATH": str(ROOT / "rules" / "prices.toml"),
             "SOVEREIGN_LOCAL_BACKEND": "embedded",
-            "SOVEREIGN_LOCAL_MODEL": MODEL,
             "SOVEREIGN_EMBEDDED_MODEL_PATH": str(gguf),
             "SOVEREIGN_LOCAL_CONCURRENCY": "1",
             "PYTHONPATH": str(ROOT),

@@ -1,11 +1,13 @@
 """Build the backend a route names, from settings.
 
 A route is ``{tier, provider, model}`` (the arbiter's decision). Local providers are
-``ollama``, ``openai_compat``, ``embedded`` and ``fake``, plus ``auto`` (Ollama when it
-answers, else embedded llama.cpp) and ``local`` (whatever ``SOVEREIGN_LOCAL_BACKEND``
-says); cloud providers are ``openai`` and ``anthropic`` (and ``fake`` for tests). The
-model travels in each :class:`~workers.protocol.CompletionRequest`, so one backend
-serves every model of its provider.
+``ollama``, ``openai_compat``, ``embedded`` and ``fake``, plus ``local`` (whatever
+``SOVEREIGN_LOCAL_BACKEND`` says) and ``auto`` (Ollama when it answers, else embedded
+llama.cpp), whose model names :class:`~workers.local_models.LocalModels` maps to a
+server and a model at each call; cloud providers are ``openai`` and ``anthropic`` (and
+``fake`` for tests). The model travels in each
+:class:`~workers.protocol.CompletionRequest`, so one backend serves every model of its
+provider.
 
 Backend modules are imported when first built: the cloud SDKs take seconds to import,
 and a local worker or the command line should not pay for them.
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from arbiter.errors import ConfigError
 from arbiter.settings import Settings
+from workers.local_models import LocalModels, embedded_model_name
 from workers.protocol import Backend, Tier
 
 if TYPE_CHECKING:
@@ -74,17 +77,14 @@ def resolve_local_provider(
     return "ollama"
 
 
-def build_backend(
-    route: Route | Mapping[str, Any],
-    settings: Settings,
-    *,
-    ollama_answers: Callable[[], bool] | None = None,
-) -> Backend:
+def build_backend(route: Route | Mapping[str, Any], settings: Settings) -> Backend:
     """A new backend for ``route``; unknown providers are a :class:`ConfigError`."""
     r = Route.of(route)
     if r.tier == "local":
-        provider = resolve_local_provider(settings, r.provider, ollama_answers=ollama_answers)
-        return _build_local(provider, settings)
+        if r.provider in LOCAL_ALIASES:
+            choice = "auto" if r.provider == "auto" else None
+            return LocalModels(settings, lambda p: _build_local(p, settings), choice=choice)
+        return _build_local(r.provider, settings)
     return _build_cloud(r.provider, settings)
 
 
@@ -96,7 +96,7 @@ def _build_local(provider: str, settings: Settings) -> Backend:
     if provider == "fake":
         from workers.fake import FakeBackend
 
-        return FakeBackend(tier="local", models=(settings.local_model, "fake"))
+        return FakeBackend(tier="local")
     if provider == "openai_compat":
         from workers.openai_compat import OpenAICompatBackend
 
@@ -153,7 +153,9 @@ def _embedded(settings: Settings) -> EmbeddedBackend:
     from workers.embedded import EmbeddedBackend
 
     return EmbeddedBackend(
-        settings.embedded_model_path, n_ctx=settings.embedded_n_ctx, model_name=settings.local_model
+        settings.embedded_model_path,
+        n_ctx=settings.embedded_n_ctx,
+        model_name=embedded_model_name(settings),
     )
 
 
@@ -168,10 +170,8 @@ class Backends:
         settings: Settings,
         *,
         preset: Mapping[tuple[Tier, str], Backend] | None = None,
-        ollama_answers: Callable[[], bool] | None = None,
     ) -> None:
         self.settings = settings
-        self._ollama_answers = ollama_answers
         self._backends: dict[tuple[Tier, str], Backend] = dict(preset or {})
         self._lock = threading.Lock()
 
@@ -182,7 +182,7 @@ class Backends:
         with self._lock:
             backend = self._backends.get(key)
             if backend is None:
-                backend = build_backend(r, self.settings, ollama_answers=self._ollama_answers)
+                backend = build_backend(r, self.settings)
                 self._backends[key] = backend
             return backend
 

@@ -56,7 +56,7 @@ FACT_ROOTS: dict[str, frozenset[str] | None] = {
             "daily_cloud_calls",
         }
     ),
-    "research": frozenset({"cycles_today", "followups_today", "backlog"}),
+    "research": frozenset({"cycles_today", "followups_today", "backlog", "escalations_today"}),
     "local": frozenset({"available", "models", "queue_depth"}),
     "cloud": frozenset({"providers", "queue_depth"}),
     "time": frozenset({"hour", "weekday", "date"}),

@@ -230,14 +230,16 @@ def smoke_test(settings: Settings) -> str:
 
 def smoke_child() -> None:
     """The smoke test's child process: one tiny completion, one line on standard output."""
+    from workers.local_models import LocalModels
     from workers.protocol import CompletionRequest
     from workers.registry import build_backend
 
     settings = load_settings()
     try:
         backend = build_backend({"tier": "local", "provider": "local"}, settings)
+        model = backend.sample_model() if isinstance(backend, LocalModels) else "local"
         request = CompletionRequest.from_prompt(
-            "Say OK.", model=settings.local_model, max_tokens=4, timeout_s=120.0
+            "Say OK.", model=model, max_tokens=4, timeout_s=120.0
         )
         done = backend.complete(request)
     except SovereignError as exc:

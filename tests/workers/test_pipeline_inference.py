@@ -67,7 +67,6 @@ def stack(tmp_path: Path, redis_db: str, smollm2_path: Path, llama_server: str) 
             "SOVEREIGN_POLICY_PATH": str(tmp_path / "rules"),
             "SOVEREIGN_PRICES_PATH": str(ROOT / "rules" / "prices.toml"),
             "SOVEREIGN_LOCAL_BACKEND": "embedded",
-            "SOVEREIGN_LOCAL_MODEL": SMOLLM2,
             "SOVEREIGN_EMBEDDED_MODEL_PATH": str(smollm2_path),
             "SOVEREIGN_OPENAI_COMPAT_BASE_URL": llama_server,
             "PYTHONPATH": str(ROOT),

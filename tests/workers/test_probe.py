@@ -91,10 +91,9 @@ def test_auto_uses_embedded_when_ollama_is_down(
         local_backend="auto",
         ollama_host=f"http://127.0.0.1:{closed_port()}",
         embedded_model_path=gguf,
-        local_model="smollm2-135m",
     )
     facts = LocalProbe(s).facts()
-    assert (facts.available, facts.backend, facts.models) == (True, "embedded", ("smollm2-135m",))
+    assert (facts.available, facts.backend, facts.models) == (True, "embedded", ("tiny",))
 
 
 def test_auto_uses_ollama_when_it_answers(make_settings: MakeSettings, wire: WireServer) -> None:

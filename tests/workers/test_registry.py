@@ -12,6 +12,7 @@ from arbiter.settings import Settings
 from workers.anthropic_cloud import AnthropicBackend
 from workers.embedded import EmbeddedBackend
 from workers.fake import FakeBackend
+from workers.local_models import LocalModels
 from workers.ollama import OllamaBackend
 from workers.openai_cloud import OpenAIBackend
 from workers.openai_compat import OpenAICompatBackend
@@ -36,8 +37,6 @@ def test_each_local_provider(make_settings: MakeSettings) -> None:
 def test_auto_prefers_ollama_when_it_answers(make_settings: MakeSettings) -> None:
     s = make_settings(local_backend="auto")
     assert resolve_local_provider(s, ollama_answers=lambda: True) == "ollama"
-    backend = build_backend(Route("local", "auto", "x"), s, ollama_answers=lambda: True)
-    assert isinstance(backend, OllamaBackend)
 
 
 def test_auto_falls_back_to_embedded(make_settings: MakeSettings, tmp_path: Path) -> None:
@@ -45,8 +44,14 @@ def test_auto_falls_back_to_embedded(make_settings: MakeSettings, tmp_path: Path
     gguf.write_bytes(b"GGUF")
     s = make_settings(local_backend="auto", embedded_model_path=gguf)
     assert resolve_local_provider(s, ollama_answers=lambda: False) == "embedded"
-    backend = build_backend({"tier": "local", "provider": "local"}, s, ollama_answers=lambda: False)
-    assert isinstance(backend, EmbeddedBackend)
+
+
+def test_the_local_aliases_map_model_names(make_settings: MakeSettings) -> None:
+    s = make_settings(local_backend="fake")
+    local = build_backend({"tier": "local", "provider": "local"}, s)
+    auto = build_backend({"tier": "local", "provider": "auto"}, s)
+    assert isinstance(local, LocalModels) and local.choice == "fake"
+    assert isinstance(auto, LocalModels) and auto.choice == "auto"
 
 
 def test_auto_with_nothing_installed_keeps_ollama_for_its_message(
@@ -59,7 +64,10 @@ def test_auto_with_nothing_installed_keeps_ollama_for_its_message(
 def test_setting_names_the_local_backend(make_settings: MakeSettings) -> None:
     s = make_settings(local_backend="fake")
     assert resolve_local_provider(s, "local") == "fake"
-    assert isinstance(build_backend({"tier": "local"}, s), FakeBackend)
+    backend = build_backend({"tier": "local"}, s)
+    assert isinstance(backend, LocalModels)
+    chosen, model = backend.choose("qwen2.5:14b")
+    assert isinstance(chosen, FakeBackend) and model == "qwen2.5:14b"
 
 
 def test_cloud_providers_take_keys_from_settings(make_settings: MakeSettings) -> None:
