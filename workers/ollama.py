@@ -3,6 +3,9 @@
 The client's default timeout is none at all, so every client here is built with an
 explicit one. Structured output uses ``format=`` with the JSON schema; usage comes from
 ``prompt_eval_count`` and ``eval_count``, which Ollama leaves out at times (then 0).
+Every chat asks for token log-probabilities (``logprobs``, Ollama 0.12.11 and client
+0.6.1 on); an older server ignores the field and the completion's ``logprob_mean`` stays
+``None``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,14 @@ from arbiter.errors import BackendError, ModelNotFound, TransientBackendError
 from arbiter.usage import Usage
 from workers import failures
 from workers.guard import refuse_off_premises
-from workers.protocol import Completion, CompletionRequest, ProbeResult, Tier, Timings
+from workers.protocol import (
+    Completion,
+    CompletionRequest,
+    ProbeResult,
+    Tier,
+    Timings,
+    mean_logprob,
+)
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 PROBE_TIMEOUT_S = 2.0
@@ -86,6 +96,7 @@ class OllamaBackend:
                 format=req.json_schema,
                 options={"num_predict": req.max_tokens},
                 keep_alive=self.keep_alive,
+                logprobs=True,
             )
         except _CLIENT_ERRORS as exc:
             raise self._translate(exc, req.model, req.timeout_s) from None
@@ -109,6 +120,7 @@ class OllamaBackend:
             model=resp.model or req.model,
             provider=self.name,
             finish_reason=resp.done_reason,
+            logprob_mean=mean_logprob(t.logprob for t in resp.logprobs or ()),
         )
 
     def _translate(self, exc: Exception, model: str, timeout_s: float) -> BackendError:

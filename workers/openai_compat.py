@@ -6,6 +6,9 @@ them: most take OpenAI's ``json_schema`` response format, llama-cpp-python's ser
 tries the first and, when the server rejects it (a 4xx, or the 500 that
 llama-cpp-python's server answers with a ``response_format`` validation error), switches
 to the second for good.
+
+It asks for token log-probabilities (``logprobs: true``) for the confidence of research
+briefs; a server that rejects the field is asked again without it, and never again.
 """
 
 from __future__ import annotations
@@ -48,8 +51,10 @@ class OpenAICompatBackend:
         schema_style: SchemaStyle | Literal["auto"] = "auto",
         strict_schema: bool = False,
         private_networks: Sequence[str] = (),
+        logprobs: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
+        self.logprobs = logprobs
         self.private_networks = tuple(private_networks)
         self.api: Api = api
         self.schema_style: SchemaStyle | Literal["auto"] = schema_style
@@ -73,6 +78,17 @@ class OpenAICompatBackend:
     def complete(self, req: CompletionRequest) -> Completion:
         """Send ``req`` to the local server."""
         refuse_off_premises(req, self.base_url, self.private_networks, self.name)
+        if not self.logprobs:
+            return self._complete(req)
+        try:
+            return self._complete(req)
+        except BackendError as exc:
+            if "logprob" not in str(exc).lower() or isinstance(exc, BackendUnavailable):
+                raise
+        self.logprobs = False
+        return self._complete(req)
+
+    def _complete(self, req: CompletionRequest) -> Completion:
         style = self.schema_style
         try:
             return self._call(req, "json_schema" if style == "auto" else style)
@@ -95,6 +111,7 @@ class OpenAICompatBackend:
             max_tokens_field="max_tokens",
             strict_schema=self._strict,
             schema_style=style,
+            logprobs=self.logprobs,
         )
 
     def probe(self) -> ProbeResult:

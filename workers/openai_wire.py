@@ -16,7 +16,7 @@ import openai
 from arbiter.errors import BackendError
 from arbiter.usage import Usage
 from workers import failures
-from workers.protocol import Completion, CompletionRequest, Timings
+from workers.protocol import Completion, CompletionRequest, Timings, mean_logprob
 from workers.retry import retry_after_from_headers
 
 Api = Literal["responses", "chat"]
@@ -106,13 +106,20 @@ def complete(
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_completion_tokens",
     strict_schema: bool = False,
     schema_style: SchemaStyle = "json_schema",
+    logprobs: bool = False,
 ) -> Completion:
-    """Run ``req`` through ``client`` in the ``api`` wire format."""
+    """Run ``req`` through ``client`` in the ``api`` wire format.
+
+    ``logprobs`` asks chat/completions for the answer's token log-probabilities (OpenAI's
+    reasoning models refuse the field, so only local servers ask); their mean becomes the
+    completion's ``logprob_mean``.
+    """
     started = time.perf_counter()
+    logprob_mean: float | None = None
     try:
         if api == "chat":
-            text, usage, model, finish = _chat(
-                client, req, max_tokens_field, strict_schema, schema_style
+            text, usage, model, finish, logprob_mean = _chat(
+                client, req, max_tokens_field, strict_schema, schema_style, logprobs
             )
         else:
             text, usage, model, finish = _responses(client, req, strict_schema)
@@ -139,6 +146,7 @@ def complete(
         provider=provider,
         finish_reason=finish,
         extra={"api": api},
+        logprob_mean=logprob_mean,
     )
 
 
@@ -148,8 +156,11 @@ def _chat(
     max_tokens_field: str,
     strict_schema: bool,
     schema_style: SchemaStyle,
-) -> tuple[str, Usage, str, str | None]:
+    logprobs: bool,
+) -> tuple[str, Usage, str, str | None, float | None]:
     kwargs: dict[str, Any] = {max_tokens_field: req.max_tokens}
+    if logprobs:
+        kwargs["logprobs"] = True
     if req.json_schema is not None and schema_style == "json_object":
         kwargs["response_format"] = {"type": "json_object", "schema": req.json_schema}
     elif req.json_schema is not None:
@@ -171,7 +182,16 @@ def _chat(
         raise ValueError("the answer has no choices")
     choice = resp.choices[0]
     text = choice.message.content or ""
-    return text, usage_from_chat(resp.usage), str(resp.model or ""), choice.finish_reason
+    usage = usage_from_chat(resp.usage)
+    return text, usage, str(resp.model or ""), choice.finish_reason, _logprob_mean(choice)
+
+
+def _logprob_mean(choice: Any) -> float | None:
+    """The mean of ``choice.logprobs.content[].logprob``; ``None`` when the server sent none."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    return mean_logprob(getattr(token, "logprob", None) for token in content)
 
 
 def _responses(

@@ -6,6 +6,8 @@ Celery task can carry them as plain JSON.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -132,6 +134,8 @@ class Completion:
     ``json`` holds the parsed answer when the request had a schema and the answer
     parsed; otherwise it is ``None`` and ``json_error`` says why. A malformed answer is
     not raised: the call was made (and maybe billed), so its usage must still settle.
+    ``logprob_mean`` is the mean log-probability of the answer's tokens where the backend
+    returns them (llama.cpp, OpenAI-compatible servers), else ``None``.
     """
 
     text: str
@@ -143,6 +147,7 @@ class Completion:
     json_error: str | None = None
     finish_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    logprob_mean: float | None = None
 
     @classmethod
     def of_answer(
@@ -156,6 +161,7 @@ class Completion:
         provider: str,
         finish_reason: str | None = None,
         extra: dict[str, Any] | None = None,
+        logprob_mean: float | None = None,
     ) -> Completion:
         """The completion of ``req`` answered with ``text``, parsed when it had a schema."""
         value, problem = parse_answer(text, req.json_schema)
@@ -169,6 +175,7 @@ class Completion:
             json_error=problem,
             finish_reason=finish_reason,
             extra=extra or {},
+            logprob_mean=logprob_mean,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -182,6 +189,7 @@ class Completion:
             "provider": self.provider,
             "finish_reason": self.finish_reason,
             "extra": dict(self.extra),
+            "logprob_mean": self.logprob_mean,
         }
 
     @classmethod
@@ -202,7 +210,22 @@ class Completion:
             provider=str(data.get("provider", "")),
             finish_reason=data.get("finish_reason"),
             extra=dict(data.get("extra") or {}),
+            logprob_mean=_float_or_none(data.get("logprob_mean")),
         )
+
+
+def _float_or_none(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def mean_logprob(logprobs: Iterable[float | None]) -> float | None:
+    """The mean of the finite token log-probabilities, or ``None`` when there are none.
+
+    A token reported at ``-inf`` (impossible under the raw distribution, but forced by a
+    grammar) carries no information about the model's certainty, so it is left out.
+    """
+    values = [float(x) for x in logprobs if x is not None and math.isfinite(x)]
+    return sum(values) / len(values) if values else None
 
 
 @dataclass(frozen=True, slots=True)
