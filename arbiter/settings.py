@@ -86,8 +86,19 @@ class Settings(BaseSettings):
     queue_control: str = Field(default="control", description="Queue of maintenance work.")
     local_concurrency: int = Field(default=1, ge=1, description="Local worker processes.")
     cloud_concurrency: int = Field(default=8, ge=1, description="Cloud worker concurrency.")
-    beat_interval_s: float = Field(
-        default=120.0, gt=0, description="Seconds between research topics queued by beat."
+    research_interval_s: float = Field(
+        default=120.0,
+        gt=0,
+        validation_alias=AliasChoices("SOVEREIGN_RESEARCH_INTERVAL_S", "SOVEREIGN_BEAT_INTERVAL_S"),
+        description=(
+            "Seconds between beat's research cycles (SOVEREIGN_BEAT_INTERVAL_S is an older "
+            "name for it)."
+        ),
+    )
+    research_batch: int = Field(
+        default=3,
+        ge=1,
+        description="Queued research topics one beat cycle submits at most, highest priority first.",
     )
     maintenance_interval_s: float = Field(
         default=30.0,

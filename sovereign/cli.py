@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "sovereign.commands.ledger",
     "sovereign.commands.run",
     "sovereign.commands.control",
+    "sovereign.commands.research",
 )
 
 

@@ -78,7 +78,7 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
         worker_hijack_root_logger=False,
         beat_scheduler="tasks.beat:GovernedScheduler",
         beat_schedule=beat_schedule(settings),
-        beat_max_loop_interval=min(30.0, settings.beat_interval_s),
+        beat_max_loop_interval=min(30.0, settings.research_interval_s),
     )
     app.sovereign_settings = settings  # type: ignore[attr-defined]
     app.sovereign_runtime = slot  # type: ignore[attr-defined]
@@ -91,7 +91,7 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat queues one research topic per interval and sweeps expired reservations."""
     return {
-        RESEARCH_ENTRY: {"task": COMPLETE, "schedule": settings.beat_interval_s},
+        RESEARCH_ENTRY: {"task": COMPLETE, "schedule": settings.research_interval_s},
         MAINTENANCE_ENTRY: {
             "task": EXPIRE_RESERVATIONS,
             "schedule": settings.maintenance_interval_s,

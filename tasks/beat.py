@@ -1,4 +1,4 @@
-"""The beat producer: research topics from the backlog, and maintenance.
+"""The beat producer: research cycles over the backlog (``tasks.cycle``), and maintenance.
 
 Exactly one beat may run per deployment, or topics would be queued twice. A lock in the
 broker (``SET NX`` with a time to live, refreshed every tick) enforces it: a second beat
@@ -17,7 +17,7 @@ from typing import Any
 import redis
 from celery.beat import PersistentScheduler, ScheduleEntry
 
-from arbiter.errors import SovereignError, TaskBlocked, TaskParked
+from tasks.cycle import Outcome, ResearchCycle
 from tasks.names import BEAT_LOCK_KEY, RESEARCH_ENTRY
 
 log = logging.getLogger("sovereign.beat")
@@ -101,7 +101,7 @@ class GovernedScheduler(PersistentScheduler):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._lock: BeatLock | None = None
-        self._last_block: str | None = None
+        self._cycle: ResearchCycle | None = None
         super().__init__(*args, **kwargs)
 
     def setup_schedule(self) -> None:
@@ -124,62 +124,18 @@ class GovernedScheduler(PersistentScheduler):
 
     def apply_entry(self, entry: ScheduleEntry, producer: Any = None) -> None:
         if entry.name == RESEARCH_ENTRY:
-            self.queue_research()
+            try:
+                self.queue_research()
+            except Exception as exc:  # one bad cycle must not stop beat
+                log.error("beat's research cycle failed: %s", exc)
             return
         try:
             self.apply_async(entry, producer=producer, advance=False)
         except Exception as exc:  # a broker outage must not stop beat
             log.error("beat could not queue %s: %s", entry.name, exc)
 
-    def queue_research(self) -> None:
-        """Claim the next backlog topic and submit it; a blocked one is logged once."""
-        from tasks.submit import submit
-
-        runtime = self.app.sovereign_runtime.get()  # type: ignore[attr-defined]
-        try:
-            topic = runtime.ledger.claim_topic()
-        except SovereignError as exc:
-            log.error("beat could not read the research backlog: %s", exc)
-            return
-        if topic is None:
-            log.debug("research backlog is empty")
-            return
-        try:
-            handle = submit(
-                "research",
-                topic.text,
-                source="followup" if topic.depth > 0 else "beat",
-                depth=topic.depth,
-                topic_id=topic.id,
-                confidential=topic.confidential,
-                extra={"topic": topic.text},
-                app=self.app,
-            )
-        except TaskBlocked as exc:
-            runtime.ledger.unclaim_topic(topic.id)
-            decision = exc.decision
-            why = (
-                f"{decision.verdict} by {decision.decided_by}: {decision.reason}"
-                if decision
-                else str(exc)
-            )
-            self._note_block(topic.id, why)
-            return
-        except TaskParked as exc:
-            log.info("research topic %s waits for approval: %s", topic.id, exc)
-            return
-        except SovereignError as exc:
-            runtime.ledger.unclaim_topic(topic.id)
-            self._note_block(topic.id, str(exc))
-            return
-        self._last_block = None
-        log.info("queued research topic %s as task %s", topic.id, handle.task_id)
-
-    def _note_block(self, topic_id: int, why: str) -> None:
-        # The same refusal every interval (a cap reached) is logged once, not every tick;
-        # the next one is logged again after something was admitted or the reason changed.
-        if why != self._last_block:
-            log.warning("research topic %s not queued (%s); it stays in the backlog", topic_id, why)
-            self._last_block = why
-        else:
-            log.debug("research topic %s not queued (%s)", topic_id, why)
+    def queue_research(self) -> list[Outcome]:
+        """Run one research cycle (see ``tasks.cycle``)."""
+        if self._cycle is None:
+            self._cycle = ResearchCycle(self.app)
+        return self._cycle.run()

@@ -27,7 +27,7 @@ from tasks.broker import human_duration
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
 from tasks.names import COMPLETE
 from tasks.redact import QuietRequest, install_result_filter
-from tasks.research import after_research
+from tasks.research import RepairNeeded, after_research
 from tasks.runtime import Runtime, RuntimeSlot
 from workers.protocol import CompletionRequest
 from workers.retry import next_delay
@@ -142,6 +142,8 @@ def run_job(
         "model": completion.model,
         "usage": completion.usage.to_dict(),
         "latency_s": round(completion.timings.latency_s, 4),
+        # Mean token log-probability, where the backend gives one (a confidence signal).
+        "logprob_mean": getattr(completion, "logprob_mean", None),
     }
     # Priced by the route the gate reserved for: a provider may answer with a dated model id.
     record = ledger.settle(
@@ -155,7 +157,8 @@ def run_job(
     )
     result["cost_usd"] = record.cost_usd
     if job.kind == "research":
-        after_research(runtime, job, result)
+        # Stores the brief; an invalid one raises RepairNeeded once, then TaskFailed.
+        result = after_research(runtime, job, result, route)
     return result
 
 
@@ -195,6 +198,16 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
         except Stale as exc:
             log.info("%s", exc)
             raise Ignore() from None
+        except SetAside as exc:
+            log.warning("%s", exc)
+            raise Ignore() from None
+        except RepairNeeded as repair:
+            # The repair is the next attempt: through the gate, reserved and billed anew.
+            raise self.retry(
+                kwargs={"job": repair.job.to_message(), "attempt": attempt + 1, "approved": approved},
+                countdown=0,
+                shadow=parsed.kind,
+            ) from None
         except Died as died:
             if died.deaths >= settings.poison_after:
                 sentence = poisoned_sentence(parsed, died.deaths)

@@ -30,8 +30,11 @@ KINDS: dict[str, Kind] = {
         Kind("summarize", "Summarize the input in a few sentences.", 256),
         Kind(
             "research",
-            "Research the topic. Write a short brief, then list follow-up questions.",
-            512,
+            "Research the topic and answer with one JSON object: `summary` (a short brief), "
+            "`key_points` (the claims it rests on), `confidence` (0 to 1: how sure you are), "
+            "`follow_ups` (at most 3 questions worth researching next) and `sources` (the "
+            "files or references the brief relies on; none if it relies on none).",
+            768,
             structured=True,
         ),
         Kind("draft", "Write a first draft as asked.", 1024),
@@ -42,19 +45,25 @@ KINDS: dict[str, Kind] = {
     )
 }
 
-# Research briefs come back as JSON so follow-up topics can be queued without parsing prose.
+# Research briefs come back as JSON (validated by tasks/brief.py) so follow-up topics can
+# be queued and confidence judged without parsing prose.
 RESEARCH_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "brief": {"type": "string"},
-        "followups": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "summary": {"type": "string"},
+        "key_points": {"type": "array", "items": {"type": "string"}},
+        "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+        "follow_ups": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "sources": {"type": "array", "items": {"type": "string"}},
     },
-    "required": ["brief"],
+    "required": ["summary", "key_points", "confidence", "follow_ups", "sources"],
+    "additionalProperties": False,
 }
 
-# Where a task came from (`task.source`): beat sends root research topics as "beat" and
-# the follow-up questions research queued as "followup".
-SOURCES = frozenset({"api", "cli", "beat", "followup", "research", "approval"})
+# Where a task came from (`task.source`): beat sends root research topics as "beat", the
+# follow-up questions research queued as "followup", and a topic researched again because
+# a local brief was unsure as "escalation".
+SOURCES = frozenset({"api", "cli", "beat", "followup", "research", "approval", "escalation"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -60,7 +60,8 @@ FACT_ROOTS: dict[str, frozenset[str] | None] = {
     "local": frozenset({"available", "models", "queue_depth"}),
     "cloud": frozenset({"providers", "queue_depth"}),
     "time": frozenset({"hour", "weekday", "date"}),
-    "system": frozenset({"halted", "policy_version"}),
+    # halted: scope "all" of the kill switch is on; halted_scopes: the scopes that are on.
+    "system": frozenset({"halted", "halted_scopes", "policy_version"}),
 }
 
 # Verdicts, most severe first; a higher rank wins.

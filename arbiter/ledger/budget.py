@@ -34,12 +34,13 @@ from sqlalchemy import (
 from sqlalchemy.sql import Select
 
 from arbiter.ledger.models import (
+    HALT_SCOPES,
     NANO,
+    Halt,
     HeldTotals,
     ModelCall,
     ResearchTopic,
     Reservation,
-    SystemState,
     Task,
     UsageDay,
     UsageMinute,
@@ -48,7 +49,6 @@ from arbiter.ledger.models import (
 from arbiter.ledger.windows import Windows
 
 RESEARCH_KIND = "research"
-STATE_ROW = 1
 
 
 def _sql(value: str) -> Any:
@@ -66,9 +66,18 @@ class Snapshot:
 
     budget: dict[str, Any]
     research: dict[str, Any]
-    halted: bool
-    halt_reason: str | None
+    halts: dict[str, str]  # the halted scopes (all, cloud, local) and their reasons
     own_held: int  # reservations already held by the attempt being decided
+
+    @property
+    def halted(self) -> bool:
+        """``system.halted``: scope all is on."""
+        return "all" in self.halts
+
+    @property
+    def halted_scopes(self) -> list[str]:
+        """``system.halted_scopes``: the scopes that are on."""
+        return sorted(self.halts)
 
 
 def _sum(column: Any, condition: Any) -> Any:
@@ -138,14 +147,28 @@ def _build() -> Select[Any]:
         tasks.status != _sql("'blocked'"),
         tasks.status != _sql("'parked'"),
     )
+    # Escalations admitted today: research re-submitted because a local brief was unsure.
+    escalations = select(func.count()).where(
+        tasks.kind == _sql(f"'{RESEARCH_KIND}'"),
+        tasks.created_at >= day,
+        tasks.source == _sql("'escalation'"),
+        tasks.status != _sql("'blocked'"),
+        tasks.status != _sql("'parked'"),
+    )
     topics = table(ResearchTopic).c
     # A follow-up is any topic proposed by research (depth > 0), whether that research
     # came from the backlog or from `submit`.
     followups = select(func.count()).where(topics.created_at >= day, topics.depth > ZERO)
-    backlog = select(func.count()).where(topics.status == _sql("'pending'"))
-    state = table(SystemState).c
-    halted = select(state.halted).where(state.id == _sql(str(STATE_ROW)))
-    reason = select(state.reason).where(state.id == _sql(str(STATE_ROW)))
+    # The backlog: topics still to be researched, whether queued or waiting for a cap.
+    backlog = select(func.count()).where(topics.status.in_([_sql("'queued'"), _sql("'waiting'")]))
+    # The kill switch: per scope, its reason while it is on, else null.
+    halts = table(Halt).c
+
+    def halt(scope: str) -> Any:
+        return select(func.coalesce(halts.reason, _sql("''"))).where(
+            halts.scope == _sql(f"'{scope}'"), halts.halted.is_(true())
+        )
+
     return select(
         settled,
         held_all,
@@ -153,10 +176,12 @@ def _build() -> Select[Any]:
         whole.scalar_subquery().label("hour_whole"),
         edge.scalar_subquery().label("hour_edge"),
         cycles.scalar_subquery().label("cycles"),
+        escalations.scalar_subquery().label("escalations"),
         followups.scalar_subquery().label("followups"),
         backlog.scalar_subquery().label("backlog"),
-        halted.scalar_subquery().label("halted"),
-        reason.scalar_subquery().label("halt_reason"),
+        halt("all").scalar_subquery().label("halt_all"),
+        halt("cloud").scalar_subquery().label("halt_cloud"),
+        halt("local").scalar_subquery().label("halt_local"),
     ).select_from(settled.join(held_all, true()).join(own, true()))
 
 
@@ -193,10 +218,10 @@ def snapshot_from(row: Mapping[Any, Any]) -> Snapshot:
         "cycles_today": int(row["cycles"]),
         "followups_today": int(row["followups"]),
         "backlog": int(row["backlog"]),
+        "escalations_today": int(row["escalations"]),
     }
-    return Snapshot(
-        budget, research, bool(row["halted"]), row["halt_reason"], int(row["own_count"])
-    )
+    halts = {s: row[f"halt_{s}"] for s in HALT_SCOPES if row[f"halt_{s}"] is not None}
+    return Snapshot(budget, research, halts, int(row["own_count"]))
 
 
 def read_snapshot(conn: Connection, w: Windows, task_id: str = "", attempt: int = -1) -> Snapshot:

@@ -8,7 +8,7 @@ PostgreSQL); the gate reads the budget, decides and reserves inside it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -462,12 +462,15 @@ class Ledger:
         *,
         confidential: bool = False,
         parent_task: str | None = None,
+        priority: int = 0,
+        tags: Sequence[str] = (),
     ) -> int:
         """Add a topic to the backlog (a follow-up names the research that proposed it)."""
         with self.transaction() as conn:
             return research.add(
-                conn, topic, depth, parent_id, self.now(), confidential, parent_task
-            )
+                conn, topic, depth, parent_id, self.now(), confidential, parent_task,
+                priority=priority, tags=tags,
+            )  # fmt: skip
 
     def claim_topic(self) -> Topic | None:
         """Claim the next pending topic; two callers never get the same one."""
@@ -538,3 +541,71 @@ class Ledger:
         """Everything the ledger holds about a task (``sovereign why``), or None."""
         with self.reading() as conn:
             return explain.read(conn, task_id)
+    # --- research loop (issue 12): topics, beat's cycles, briefs ---------------------------
+
+    def claim_topics(self, limit: int) -> list[Topic]:
+        """Claim up to ``limit`` topics due now, highest priority first, then oldest."""
+        with self.serialized() as conn:
+            return research.claim_due(conn, self.now(), limit)
+
+    def topic_task(self, topic_id: int, task_id: str) -> None:
+        """Record the task that researches a claimed topic."""
+        with self.transaction() as conn:
+            research.set_task(conn, topic_id, task_id)
+
+    def hold_topic(
+        self, topic_id: int, status: str, reason: str | None, wait_until: datetime | None
+    ) -> None:
+        """A claimed topic was not admitted: ``waiting`` (until ``wait_until``, naive UTC,
+        or a person's approval) or ``denied``."""
+        with self.transaction() as conn:
+            research.settle(conn, topic_id, status, reason, wait_until)
+
+    def reconcile_topics(self) -> int:
+        """End running topics whose task ended without a brief; returns how many changed."""
+        with self.reading() as conn:
+            stale = research.reconcile_needed(conn, self.now())
+        if not stale:
+            return 0  # the usual tick: nothing written
+        with self.transaction() as conn:
+            return research.reconcile(conn, self.now())
+
+    def record_brief(self, **brief: Any) -> research.Stored:
+        """Store a brief, its escalation and its follow-ups at once (``research.record``)."""
+        with self.transaction() as conn:
+            return research.record(conn, now=self.now(), **brief)
+
+    def fail_research(
+        self, task_id: str, attempt: int, topic_id: int | None, reason: str
+    ) -> None:
+        """Fail a research task whose answer could not be read as a brief (its call was
+        settled: nothing is released) and its topic."""
+        now = self.now()
+        with self.transaction() as conn:
+            reservations.update_task(conn, task_id, now, status="failed", error=reason)
+            research.fail(conn, topic_id, task_id, reason)
+
+    def known_topic_texts(self, days: int) -> list[str]:
+        """Topics a new follow-up must not repeat: the backlog and the last ``days`` days."""
+        with self.reading() as conn:
+            return research.known_texts(conn, self.now() - timedelta(days=days))
+
+    def topics(self, status: str | None = None, limit: int = 500) -> list[Topic]:
+        with self.reading() as conn:
+            return research.listing(conn, status, limit)
+
+    def topic_counts(self) -> dict[str, int]:
+        with self.reading() as conn:
+            return research.counts(conn)
+
+    def brief(self, brief_id: int) -> research.Brief | None:
+        with self.reading() as conn:
+            return research.brief(conn, brief_id)
+
+    def brief_records(self, topic_id: int | None = None, limit: int = 500) -> list[research.Brief]:
+        with self.reading() as conn:
+            return research.brief_records(conn, topic_id, limit)
+
+    def escalations_of(self, brief_id: int) -> list[int]:
+        with self.reading() as conn:
+            return research.escalations_of(conn, brief_id)

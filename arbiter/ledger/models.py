@@ -39,7 +39,7 @@ TASK_STATUSES = (
 )  # fmt: skip
 RESERVATION_STATUSES = ("held", "settled", "released", "expired")
 APPROVAL_STATUSES = ("pending", "granted", "rejected")
-TOPIC_STATUSES = ("pending", "claimed", "done")
+TOPIC_STATUSES = ("queued", "running", "done", "denied", "failed", "waiting")
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -252,18 +252,46 @@ class ResearchTopic(Base):
     # Topics proposed by confidential research are confidential too.
     confidential: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     parent_task: Mapped[str | None] = mapped_column(String(64))  # the research that proposed it
+    # Higher first; beat takes the highest-priority queued topics, oldest first among equals.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    tags: Mapped[list[Any] | None] = mapped_column(JSON)
+    # Waiting (a daily cap refused it): not submitted again before this time.
+    wait_until: Mapped[datetime | None] = mapped_column(DateTime)
+    reason: Mapped[str | None] = mapped_column(Text)  # why it waits, was denied or failed
+    task_id: Mapped[str | None] = mapped_column(String(64))  # its latest research task
+    # Queued again as an escalation: the local brief's confidence and id.
+    local_confidence: Mapped[float | None] = mapped_column(Float)
+    escalate_from: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite")
+    )
 
 
 class ResearchBrief(Base):
-    """The text a research task produced for a topic."""
+    """The structured brief a research task produced for a topic, with its confidence."""
 
     __tablename__ = "research_briefs"
+    __table_args__ = (
+        Index("ix_research_briefs_task", "task_id"),
+        Index("ix_research_briefs_created", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     topic_id: Mapped[int] = mapped_column(ForeignKey("research_topics.id"), index=True)
     task_id: Mapped[str | None] = mapped_column(String(64))
-    text: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)  # the summary
     created_at: Mapped[datetime] = mapped_column(DateTime)
+    key_points: Mapped[list[Any] | None] = mapped_column(JSON)
+    follow_ups: Mapped[list[Any] | None] = mapped_column(JSON)
+    sources: Mapped[list[Any] | None] = mapped_column(JSON)
+    confidence: Mapped[float | None] = mapped_column(Float)  # computed (tasks/confidence.py)
+    signals: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # what the confidence rests on
+    provider: Mapped[str | None] = mapped_column(String(64))
+    model: Mapped[str | None] = mapped_column(String(128))
+    tier: Mapped[str | None] = mapped_column(String(16))
+    # An escalated brief points at the local brief it was escalated from.
+    escalated_from: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite")
+    )
 
 
 class PublishedPolicy(Base):

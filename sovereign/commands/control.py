@@ -1,4 +1,4 @@
-"""Operating a running deployment: publish, halt/resume, approvals, topics, status."""
+"""Operating a running deployment: publish, halt/resume, approvals, status."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from arbiter.settings import load_settings
 
 
 def register(group: click.Group) -> None:
-    for command in (halt, resume, approvals, topics, status):
+    for command in (halt, resume, approvals, status):
         group.add_command(command)
     rules = group.commands.get("rules")
     if isinstance(rules, click.Group):
@@ -155,36 +155,6 @@ def reject(task_id: str, reason: str | None) -> None:
     """Reject a parked task; it never runs."""
     _ledger().reject(task_id, _user(), reason)
     click.echo(f"rejected {task_id}")
-
-
-@click.group(invoke_without_command=True)
-@click.pass_context
-def topics(ctx: click.Context) -> None:
-    """The research backlog that beat draws from (subcommand: add)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    ledger = _ledger()
-    facts = ledger.research_facts()
-    click.echo(
-        f"backlog {facts.get('backlog', 0)}, research cycles today {facts.get('cycles_today', 0)}, "
-        f"follow-ups today {facts.get('followups_today', 0)}"
-    )
-
-
-@topics.command("add")
-@click.argument("text")
-@click.option(
-    "--confidential",
-    is_flag=True,
-    help="Client work: its research and follow-ups never leave the studio's machines.",
-)
-def add_topic(text: str, confidential: bool) -> None:
-    """Add a research topic to the backlog."""
-    if not text.strip():
-        raise click.BadParameter("the topic is empty", param_hint="TEXT")
-    topic_id = _ledger().add_topic(text.strip(), confidential=confidential)
-    kind = "confidential topic" if confidential else "topic"
-    click.echo(f"{kind} {topic_id} added; beat queues one topic per interval")
 
 
 @click.command()

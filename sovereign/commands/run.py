@@ -166,7 +166,7 @@ class _Ready:
             f"  broker   {self.broker}",
             f"  workers  {self.nodes['local']} (queue {s.queue_local}), "
             f"{self.nodes['cloud']} (queue {s.queue_cloud})",
-            f"  beat     queues a research topic every {human_duration(s.beat_interval_s)}",
+            f"  beat     queues research topics every {human_duration(s.research_interval_s)}",
             f"  flower   {flower}",
             f"  logs     {self.log_dir}",
             f"  try      {_sovereign_command()} enqueue summarize "

@@ -138,14 +138,26 @@ def test_halt_flag(ledger: Ledger) -> None:
 def test_research_topics_are_claimed_once(ledger: Ledger, clock: ManualClock) -> None:
     root = ledger.add_topic("solid-state batteries")
     child = ledger.add_topic("sodium anodes", depth=1, parent_id=root)
-    assert ledger.research_facts() == {"cycles_today": 0, "followups_today": 1, "backlog": 2}
+    urgent = ledger.add_topic("lithium prices", priority=5, tags=["client-a"])
+    assert ledger.research_facts() == {
+        "cycles_today": 0,
+        "followups_today": 1,
+        "backlog": 3,
+        "escalations_today": 0,
+    }
     first = ledger.claim_topic()
-    assert first is not None and first.id == root and first.text == "solid-state batteries"
-    ledger.unclaim_topic(root)
-    assert ledger.claim_topic().id == root  # type: ignore[union-attr]
-    second = ledger.claim_topic()
-    assert second is not None and second.id == child
-    assert ledger.claim_topic() is None
+    assert first is not None and first.id == urgent and first.tags == ("client-a",)
+    ledger.unclaim_topic(urgent)
+    assert [t.id for t in ledger.claim_topics(2)] == [urgent, root], "priority, then age"
+    assert [t.id for t in ledger.claim_topics(5)] == [child]
+    assert ledger.claim_topics(5) == []
+    assert {t.status for t in ledger.topics()} == {"running"}
+    # A topic a daily cap refused waits, and is not claimed before its wait ends.
+    ledger.hold_topic(root, "waiting", "deny by DailyCap", ledger.now() + timedelta(hours=1))
+    ledger.unclaim_topic(root)  # only a running topic goes back to the queue
+    assert ledger.claim_topics(5) == []
+    clock.advance(hours=2)
+    assert [t.id for t in ledger.claim_topics(5)] == [root]
     ledger.save_brief(child, "task-9", "sodium is cheap")
     assert ledger.briefs(child) == ["sodium is cheap"]
     assert ledger.topic(child).status == "done"  # type: ignore[union-attr]

@@ -4,8 +4,11 @@ Pipeline tests point both the `openai` cloud backend and the `openai_compat` loc
 at it, so real worker processes make real HTTP calls through the real SDK. It records
 every call, so a test can count what reached a model. A prompt containing ``SLOW:<s>``
 makes the answer wait that many seconds (for killing a worker mid-call); ``FLAKY:<n>``
-answers 429 to the first n calls of that prompt; ``FOLLOWUPS:<n>`` makes a structured
-answer propose n follow-up questions that repeat the prompt's last words.
+answers 429 to the first n calls of that prompt. A structured answer is a research brief
+(summary, key points, confidence, follow-ups, sources): ``FOLLOWUPS:<n>`` makes it propose
+n follow-up questions that repeat the prompt's last words, ``CONFIDENCE:<x>`` sets its
+self-rating (default 0.9), ``SOURCES:<a,b>`` its sources, and ``INVALID:<n>`` makes the
+first n structured answers to prompts holding that very marker not JSON at all.
 
 With ``real_tokens=True`` it bills like a provider at its worst: the input counted by a
 real byte-level BPE tokenizer plus OpenAI's documented chat framing (3 tokens a message,
@@ -24,6 +27,15 @@ from typing import Any
 SLOW = re.compile(r"SLOW:(\d+(?:\.\d+)?)")
 FLAKY = re.compile(r"FLAKY:(\d+)")
 FOLLOWUPS = re.compile(r"FOLLOWUPS:(\d+)")
+CONFIDENCE = re.compile(r"CONFIDENCE:(\d+(?:\.\d+)?)")
+SOURCES = re.compile(r"SOURCES:(\S+)")
+INVALID = re.compile(r"INVALID:(\d+)")
+# Follow-up questions that differ in meaning, so de-duplication keeps them apart.
+QUESTIONS = (
+    "Which suppliers sell it in Lisbon",
+    "How much did it cost museums before 2020",
+    "What do the fire regulations say about it",
+)
 
 
 class FakeOpenAI:
@@ -89,10 +101,7 @@ class FakeOpenAI:
                 words = prompt.split()
                 text = "fake answer: " + " ".join(words[-8:])
                 if _wants_json(body):
-                    wanted = FOLLOWUPS.search(prompt)
-                    asked = int(wanted.group(1)) if wanted else 0
-                    more = [f"follow-up {n}: {' '.join(words[-4:])}" for n in range(asked)]
-                    text = json.dumps({"brief": text, "followups": more})
+                    text = _brief(fake, prompt, text)
                 n_in, n_out = max(1, len(words)), len(text.split())
                 if fake.real_tokens:
                     n_in, n_out = _billed(body)
@@ -110,6 +119,30 @@ class FakeOpenAI:
                 self.wfile.write(data)
 
         return Handler
+
+
+def _brief(fake: FakeOpenAI, prompt: str, summary: str) -> str:
+    """A research brief as JSON, shaped by the prompt's markers."""
+    invalid = INVALID.search(prompt)
+    if invalid:
+        seen = sum(1 for p in fake.prompts() if invalid.group(0) in p)
+        if seen <= int(invalid.group(1)):
+            return "Sorry, here is my brief in prose rather than JSON."
+    wanted = FOLLOWUPS.search(prompt)
+    asked = int(wanted.group(1)) if wanted else 0
+    tail = " ".join(prompt.split()[-4:])
+    follow_ups = [f"{QUESTIONS[n % len(QUESTIONS)]} ({tail})?" for n in range(asked)]
+    rating = CONFIDENCE.search(prompt)
+    sources = SOURCES.search(prompt)
+    return json.dumps(
+        {
+            "summary": summary,
+            "key_points": ["a point the brief makes"],
+            "confidence": float(rating.group(1)) if rating else 0.9,
+            "follow_ups": follow_ups,
+            "sources": sources.group(1).split(",") if sources else ["https://example.org/a"],
+        }
+    )
 
 
 def _billed(body: dict[str, Any]) -> tuple[int, int]:

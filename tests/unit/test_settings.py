@@ -17,7 +17,7 @@ def test_defaults_are_the_embedded_single_machine_setup() -> None:
     assert settings.broker_url is None
     assert settings.database_url == f"sqlite:///{settings.home / 'var' / 'sovereign.db'}"
     assert (settings.queue_local, settings.queue_cloud) == ("local", "cloud")
-    assert settings.beat_interval_s == 120
+    assert settings.research_interval_s == 120
     with pytest.raises(Exception, match="frozen"):
         settings.timezone = "Europe/Paris"  # type: ignore[misc]
 
