@@ -188,6 +188,21 @@ class Settings(BaseSettings):
     )
     request_timeout_s: float = Field(default=120.0, gt=0, description="Timeout of one model call.")
 
+    # Alerts (issue 13).
+    alert_webhook: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Discord or Slack webhook URL for halts, Alert actions, poisoned tasks, reached "
+            "caps and the daily summary; a secret, never logged."
+        ),
+    )
+    summary_hour: int = Field(
+        default=18,
+        ge=0,
+        le=23,
+        description="Local hour (SOVEREIGN_TIMEZONE) of the daily cost summary to the webhook.",
+    )
+
     @field_validator("private_networks", mode="before")
     @classmethod
     def _networks(cls, value: Any) -> tuple[str, ...]:
@@ -225,6 +240,18 @@ class Settings(BaseSettings):
                     "such as qwen2.5:14b=qwen2.5:7b,deepseek-coder=deepseek-coder:6.7b"
                 )
         return mapping
+
+    @field_validator("alert_webhook")
+    @classmethod
+    def _webhook_url(cls, value: SecretStr | None) -> SecretStr | None:
+        # The value is a secret: the message must not quote it.
+        if value is None or not value.get_secret_value().strip():
+            return None
+        if not value.get_secret_value().strip().lower().startswith(("http://", "https://")):
+            raise ValueError(
+                "is not an http(s) URL; paste the webhook URL that Discord or Slack gave you"
+            )
+        return SecretStr(value.get_secret_value().strip())
 
     @field_validator("timezone")
     @classmethod

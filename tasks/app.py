@@ -8,10 +8,17 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from arbiter.settings import Settings
+from tasks.alerts import register_alerts, summary_entry
 from tasks.broker import resolve_broker_url
 from tasks.complete import register_complete
 from tasks.maintenance import register_maintenance
-from tasks.names import COMPLETE, EXPIRE_RESERVATIONS, MAINTENANCE_ENTRY, RESEARCH_ENTRY
+from tasks.names import (
+    COMPLETE,
+    EXPIRE_RESERVATIONS,
+    MAINTENANCE_ENTRY,
+    RESEARCH_ENTRY,
+    SUMMARY_ENTRY,
+)
 from tasks.router import GateRouter
 from tasks.runtime import RuntimeSlot, build_runtime
 
@@ -85,15 +92,21 @@ def create_app(settings: Settings, broker_url: str | None = None) -> Celery:
     app.sovereign_router = router  # type: ignore[attr-defined]
     register_complete(app, slot)
     register_maintenance(app, slot)
+    register_alerts(app, slot)
     return app
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     """Beat queues one research topic per interval and sweeps expired reservations."""
-    return {
+    schedule: dict[str, dict[str, Any]] = {
         RESEARCH_ENTRY: {"task": COMPLETE, "schedule": settings.research_interval_s},
         MAINTENANCE_ENTRY: {
             "task": EXPIRE_RESERVATIONS,
             "schedule": settings.maintenance_interval_s,
         },
     }
+    # The daily cost summary, at SOVEREIGN_SUMMARY_HOUR, when a webhook is configured.
+    summary = summary_entry(settings)
+    if summary is not None:
+        schedule[SUMMARY_ENTRY] = summary
+    return schedule

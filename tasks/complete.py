@@ -23,6 +23,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBackendError
 from arbiter.ledger import Ledger
 from arbiter.ledger.reservations import Timings
+from tasks.alerts import after_poison
 from tasks.broker import human_duration
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
 from tasks.names import COMPLETE
@@ -213,6 +214,7 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
                 sentence = poisoned_sentence(parsed, died.deaths)
                 runtime.ledger.poison(parsed.job_id, sentence)
                 log.error("%s", sentence)
+                after_poison(runtime, parsed.job_id, sentence)
                 raise TaskFailed(sentence) from None
             log.warning(
                 "task %s attempt %s: its worker died in the call (%d of %d); running it again",

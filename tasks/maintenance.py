@@ -12,6 +12,7 @@ from celery import Celery
 
 from arbiter.errors import SovereignError
 from arbiter.ledger.leases import Death
+from tasks.alerts import after_poison
 from tasks.complete import poisoned_sentence
 from tasks.kinds import Job
 from tasks.names import COMPLETE, EXPIRE_RESERVATIONS
@@ -47,6 +48,7 @@ def rerun_or_poison(app: Celery, runtime: Runtime, death: Death) -> bool:
         sentence = poisoned_sentence(parsed, death.died)
         runtime.ledger.poison(death.task_id, sentence)
         log.error("%s", sentence)
+        after_poison(runtime, death.task_id, sentence)
         return False
     log.warning(
         "task %s attempt %s: its worker died (its lease ran out); running it again",

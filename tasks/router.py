@@ -15,6 +15,7 @@ from typing import Any
 
 from arbiter.errors import ConfigError, TaskBlocked, TaskParked
 from arbiter.gate import Admission, TaskRequest
+from tasks.alerts import after_admission
 from tasks.kinds import Job
 from tasks.names import COMPLETE, CONTROL_TASKS
 from tasks.runtime import RuntimeSlot
@@ -70,6 +71,8 @@ class GateRouter:
             )
         )
         self._last.admission = admission
+        # Halts, Alert actions and reached caps go to the webhook from a thread of their own.
+        after_admission(runtime, job.kind, admission)
         verdict = admission.verdict
         if verdict in ("deny", "halt"):
             raise TaskBlocked(_blocked_sentence(job, admission), admission.decision, job.job_id)

@@ -609,3 +609,51 @@ class Ledger:
     def escalations_of(self, brief_id: int) -> list[int]:
         with self.reading() as conn:
             return research.escalations_of(conn, brief_id)
+
+    # --- status screen, spend chart and alerts (issue 13) -----------------------------------
+
+    def status(self, recent: int = 10) -> Any:
+        """Held reservations, pending approvals, poisoned tasks and the last refusals
+        (an ``arbiter.ledger.status.LedgerStatus``)."""
+        from arbiter.ledger.status import ledger_status
+
+        with self.reading() as conn:
+            return ledger_status(conn, recent)
+
+    def spend_by_day(self, days: int) -> dict[str, dict[str, float]]:
+        """Settled USD per local day (the last ``days``, today included) and provider."""
+        from arbiter.ledger.status import spend_by_day
+
+        now = self.clock()
+        since = day_start(now, self.zone, max(days, 1) - 1)
+        last = now.astimezone(self.zone).date()
+        first = last - timedelta(days=max(days, 1) - 1)
+        with self.reading() as conn:
+            return spend_by_day(conn, first, last, self.zone, since)
+
+    def tasks_today(self) -> dict[str, int]:
+        """Tasks created since local midnight, counted by status."""
+        from arbiter.ledger.status import tasks_since
+
+        with self.reading() as conn:
+            return tasks_since(conn, day_start(self.clock(), self.zone))
+
+    def claim_alert(self, key: str, kind: str, text: str) -> bool:
+        """Claim an alert's key before posting it; False when it was claimed already."""
+        from arbiter.ledger import alerts
+
+        with self.transaction() as conn:
+            return alerts.claim(conn, key, kind, text, self.now())
+
+    def finish_alert(self, key: str, *, sent: bool, attempts: int, error: str | None) -> None:
+        from arbiter.ledger import alerts
+
+        with self.transaction() as conn:
+            alerts.finish(conn, key, sent=sent, attempts=attempts, error=error, now=self.now())
+
+    def recent_alerts(self, limit: int = 20) -> list[Any]:
+        """The newest alert records first (``arbiter.ledger.alerts.AlertRecord``)."""
+        from arbiter.ledger import alerts
+
+        with self.reading() as conn:
+            return alerts.recent(conn, limit)

@@ -338,3 +338,33 @@ class HeldTotals(Base):
 def table(model: type[Base]) -> Table:
     """The Core table of a model, typed as such for statements."""
     return cast(Table, model.__table__)
+
+
+# --- alerts (issue 13) -----------------------------------------------------------------
+
+ALERT_STATUSES = ("sending", "sent", "failed")
+
+
+class SentAlert(Base):
+    """A message for the alert webhook, keyed so the same news goes out once.
+
+    The key says what makes two messages the same (a cap reached is one key a day, a
+    poisoned task one key per task); the row is claimed before the message is posted.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        CheckConstraint(_one_of("status", ALERT_STATUSES), name="status"),
+        UniqueConstraint("key", name="uq_alerts_key"),
+        Index("ix_alerts_created", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(32))
+    text: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
