@@ -11,7 +11,9 @@ Why a cap written in a rule holds exactly, under any concurrency, on SQLite or P
    prices (``arbiter.gate.decide``). When it admits, it holds a reservation that is a true
    upper bound of what the provider can bill for the route (``arbiter.bound``).
 4. The reservation, task row and decision record are written, then COMMIT waits for the
-   disk. Only then is the task published, so nothing runs without its record.
+   disk. Only then is the task published, so nothing runs without its record. (On
+   PostgreSQL the statements travel in two pipelines, BEGIN-lock-snapshot and
+   writes-COMMIT; the server still runs them one after another, in that order.)
 5. Money leaves a reservation only by settling (replaced by the real cost, which cannot
    exceed the bound), releasing (nothing was billed) or expiring. Settles and other writes
    may run outside the lock: they only lower what is held or replace it by less, so a
@@ -23,12 +25,15 @@ spend, and no two admissions both take the same last dollars.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
+from psycopg import Error as PgError
 from sqlalchemy import Connection, Table, bindparam, insert
 
 from arbiter.ledger import approvals, decisions, reservations
 from arbiter.ledger.budget import STATEMENT, Snapshot, snapshot_from, snapshot_params
+from arbiter.ledger.db import PG_BEGIN_STATEMENTS
 from arbiter.ledger.models import DecisionRecord, Reservation, Task, table
 from arbiter.ledger.prepared import Prepared
 from arbiter.ledger.windows import Windows
@@ -64,7 +69,7 @@ def _pg_write(reserve: tuple[str, ...], task: tuple[str, ...], record: tuple[str
 
 
 class AdmissionTx:
-    """One admission's statements, on a connection that holds the write lock."""
+    """One admission's statements, on a connection that holds the write lock (SQLite)."""
 
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
@@ -92,16 +97,6 @@ class AdmissionTx:
 
     def write(self, rows: decisions.AdmissionRows) -> None:
         """The reservation (if any), the task row and the decision record."""
-        dialect = self.conn.dialect
-        held = rows.reservation or {}
-        if dialect.name == "postgresql":
-            shape = (tuple(held), tuple(rows.task), tuple(rows.decision))
-            prepared = _prepared(dialect, ("write", *shape), lambda: _pg_write(*shape))
-            params = {f"r_{k}": v for k, v in held.items()}
-            params.update({f"t_{k}": v for k, v in rows.task.items()})
-            params.update({f"d_{k}": v for k, v in rows.decision.items()})
-            self._run(prepared, params)
-            return
         if rows.reservation is not None:
             self._insert("reserve", lambda _: insert(_reservations), rows.reservation)
         self._insert(
@@ -119,3 +114,66 @@ class AdmissionTx:
     def request_approval(self, task_id: str, reason: str | None, now: Any) -> None:
         """Park the task: a pending approval, unless one is pending already."""
         approvals.request(self.conn, task_id, reason, now)
+
+
+class PgAdmissionTx(AdmissionTx):
+    """PostgreSQL: the same statements in two round trips instead of four.
+
+    BEGIN, the lock and the snapshot go in one pipeline; the writes wait and go with
+    COMMIT in a second. A statement through ``conn`` (a rare path: a parked task, an
+    attempt admitted again) first sends the writes queued before it, so order is kept.
+    """
+
+    def __init__(self, conn: Connection) -> None:
+        super().__init__(conn)
+        self._queued: list[tuple[Prepared, Any]] = []
+        self._begun = False
+
+    def snapshot(self, w: Windows, task_id: str, attempt: int) -> Snapshot:
+        prepared = _prepared(self.conn.dialect, ("snapshot",), lambda: STATEMENT)
+        with self._raw.pipeline():
+            if not self._begun:
+                for statement in PG_BEGIN_STATEMENTS:
+                    self._raw.execute(statement)
+                self._begun = True
+            cursor = self._run(prepared, snapshot_params(w, task_id, attempt))
+        return snapshot_from(dict(zip(prepared.columns, cursor.fetchone(), strict=True)))
+
+    def write(self, rows: decisions.AdmissionRows) -> None:
+        held = rows.reservation or {}
+        shape = (tuple(held), tuple(rows.task), tuple(rows.decision))
+        prepared = _prepared(self.conn.dialect, ("write", *shape), lambda: _pg_write(*shape))
+        params = {f"r_{k}": v for k, v in held.items()}
+        params.update({f"t_{k}": v for k, v in rows.task.items()})
+        params.update({f"d_{k}": v for k, v in rows.decision.items()})
+        self._queued.append((prepared, params))
+
+    def _flush(self) -> None:
+        queued, self._queued = self._queued, []
+        for prepared, params in queued:
+            self._run(prepared, params)
+
+    def close_held(
+        self, task_id: str, attempt: int, status: str, reason: str | None, now: Any
+    ) -> int:
+        self._flush()
+        return super().close_held(task_id, attempt, status, reason, now)
+
+    def is_granted(self, task_id: str) -> bool:
+        self._flush()
+        return super().is_granted(task_id)
+
+    def request_approval(self, task_id: str, reason: str | None, now: Any) -> None:
+        self._flush()
+        super().request_approval(task_id, reason, now)
+
+    def commit(self) -> None:
+        """Send the queued writes and COMMIT; the server answers once the WAL is on disk."""
+        with self._raw.pipeline():
+            self._flush()
+            self._raw.execute("COMMIT")
+
+    def rollback(self) -> None:
+        if self._begun:
+            with contextlib.suppress(PgError):
+                self._raw.execute("ROLLBACK")

@@ -160,8 +160,7 @@ def _pg_serialized(engine: Engine) -> Iterator[Connection]:
     # BEGIN and the advisory lock travel in one round trip (the simple query protocol takes
     # several statements); the lock lasts until COMMIT or ROLLBACK. Statements run after
     # the lock is granted, so under READ COMMITTED each sees every earlier admission.
-    with engine.connect() as raw:
-        conn = raw.execution_options(isolation_level="AUTOCOMMIT")
+    with pg_autocommit(engine) as conn:
         conn.exec_driver_sql(_PG_BEGIN)
         try:
             yield conn
@@ -174,10 +173,19 @@ def _pg_serialized(engine: Engine) -> Iterator[Connection]:
 
 # The snapshot's parameters are always narrow windows, so its generic plan is the right
 # one; planning it afresh for each admission would cost more than running it.
-_PG_BEGIN = (
-    "BEGIN; SET LOCAL plan_cache_mode = force_generic_plan; "
-    f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})"
+PG_BEGIN_STATEMENTS = (
+    "BEGIN",
+    "SET LOCAL plan_cache_mode = force_generic_plan",
+    f"SELECT pg_advisory_xact_lock({ADVISORY_LOCK_KEY})",
 )
+_PG_BEGIN = "; ".join(PG_BEGIN_STATEMENTS)
+
+
+@contextmanager
+def pg_autocommit(engine: Engine) -> Iterator[Connection]:
+    """A PostgreSQL connection whose caller sends BEGIN and COMMIT itself."""
+    with engine.connect() as raw:
+        yield raw.execution_options(isolation_level="AUTOCOMMIT")
 
 
 @contextmanager

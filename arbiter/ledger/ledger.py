@@ -28,7 +28,7 @@ from arbiter.ledger import (
     reservations,
     usage_totals,
 )
-from arbiter.ledger.admission import AdmissionTx
+from arbiter.ledger.admission import AdmissionTx, PgAdmissionTx
 from arbiter.ledger.approvals import ApprovalRecord
 from arbiter.ledger.budget import read_facts
 from arbiter.ledger.control import HaltState, PolicyRecord
@@ -37,6 +37,7 @@ from arbiter.ledger.db import (
     describe,
     normalise_url,
     plain_connection,
+    pg_autocommit,
     serialized_connection,
     translate_errors,
 )
@@ -148,6 +149,16 @@ class Ledger:
         It commits, waiting for the disk, when the block ends and rolls back when it
         raises; a database that cannot be reached raises ``LedgerUnavailable``.
         """
+        if self.dialect == "postgresql":
+            with translate_errors(self.url), pg_autocommit(self.engine) as conn:
+                tx = PgAdmissionTx(conn)
+                try:
+                    yield tx
+                except BaseException:
+                    tx.rollback()
+                    raise
+                tx.commit()
+            return
         with self.serialized() as conn:
             yield AdmissionTx(conn)
 

@@ -3,6 +3,7 @@ price, a model's output limit, and reservations that bound what a provider can b
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -175,3 +176,40 @@ def test_the_admissions_own_statements_read_what_sqlalchemy_reads(ledger: Ledger
     with ledger.admission() as tx:
         for task_id, attempt in (("p2", 1), ("p1", 1), ("nobody", 1)):
             assert tx.snapshot(w, task_id, attempt) == read_snapshot(tx.conn, w, task_id, attempt)
+
+
+def test_a_failed_admission_writes_nothing_and_frees_the_lock(
+    ledger: Ledger, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An admission that fails after its writes are queued leaves no row behind, and the
+    next admission gets the lock (on PostgreSQL the writes wait to travel with COMMIT)."""
+    import arbiter.gate
+
+    gate = gate_with(ledger, HOSTILE)
+    real_decide = arbiter.gate.decide
+
+    def decide_then_fail(*args: Any) -> Any:
+        admission, rows = real_decide(*args)
+        # A status the table's CHECK refuses: the database itself fails the write.
+        return admission, dataclasses.replace(rows, task={**rows.task, "status": "bogus"})
+
+    monkeypatch.setattr(arbiter.gate, "decide", decide_then_fail)
+    with pytest.raises(Exception, match="status"):
+        gate.admit(request("broken"))
+    monkeypatch.setattr(arbiter.gate, "decide", real_decide)
+    assert ledger.task("broken") is None
+    assert ledger.decisions("broken") == []
+    assert not ledger.reservation_held("broken", 1)
+    admission = gate.admit(request("after"))
+    assert admission.decision.verdict == "proceed"
+    assert ledger.task("after") is not None
+    assert [d.verdict for d in ledger.decisions("after")] == ["proceed"]
+
+
+def test_a_parked_admission_keeps_its_rows_in_order(ledger: Ledger) -> None:
+    """Parking writes the task row before its approval row, on either database."""
+    gate = gate_with(ledger, HOSTILE)
+    admission = gate.admit(request("parked", tags=("review",)))
+    assert admission.decision.verdict == "approval"
+    assert [r.task_id for r in ledger.approvals("pending")] == ["parked"]
+    assert ledger.task("parked") is not None
