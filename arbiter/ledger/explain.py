@@ -69,10 +69,11 @@ def read(conn: Connection, task_id: str) -> TaskHistory | None:
     )
 
 
-def plain(row: Mapping[str, Any]) -> dict[str, Any]:
+def plain(row: Mapping[Any, Any]) -> dict[str, Any]:
     """A row as JSON-ready values: aware UTC times, nano-dollars as dollars."""
     out: dict[str, Any] = {}
-    for key, value in row.items():
+    for name, value in row.items():
+        key = str(name)
         if isinstance(value, datetime):
             value = from_db(value).isoformat()
         if key.endswith("_nusd"):

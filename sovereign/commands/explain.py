@@ -103,7 +103,7 @@ class View:
                 ),
                 ("submitted", self.when(task["created_at"])),
                 ("policy", "; ".join(policies) or "none recorded"),
-                ("error", task.get("error")),
+                *([("error", task["error"])] if task.get("error") else []),
             ],
             title=f"task {task['id']} ({task['kind']}, attempt {task['attempt']})",
         )
@@ -115,12 +115,20 @@ class View:
         by = f" by {d['decided_by']}" if d["decided_by"] else ""
         why = f": {d['reason']}" if d["reason"] else ""
         retry = f", retry after {d['retry_after_s']:g} s" if d["retry_after_s"] else ""
+        if d["verdict"] in ("proceed", "throttle") and any(
+            f["action"] == "RequireApproval" for f in d["fired"]
+        ):
+            why += " (the approval a rule asks for was granted)"
         fields(
             [
                 ("verdict", d["verdict"]),
                 ("why", f"{d['verdict']}{by}{why}{retry}"),
                 ("policy", d["policy_version"]),
-                ("route", _route(d["route"]) + (f" (candidate {d['candidate']})" if d["candidate"] else "")),
+                (
+                    "route",
+                    _route(d["route"])
+                    + (f" (candidate {d['candidate']})" if d["candidate"] else ""),
+                ),
                 ("reserved", _money(d["reserved_usd"])),
             ],
             title=f"decision {number}: attempt {d['attempt']}, {self.when(d['created_at'])}",
@@ -137,7 +145,10 @@ class View:
         if d["trace"]:
             table(
                 ["", "check", "detail"],
-                [("yes" if t.get("result") else "no", t.get("check"), t.get("detail")) for t in d["trace"]],
+                [
+                    ("yes" if t.get("result") else "no", t.get("check"), t.get("detail"))
+                    for t in d["trace"]
+                ],
                 title="  trace",
             )
         say("  facts:")
@@ -183,7 +194,7 @@ class View:
             return
         say("")
         table(
-            ["requested", "status", "by", "when", "reason"],
+            ["requested", "status", "by", "when", "why parked", "note"],
             [
                 (
                     self.when(a.get("requested_at")),
@@ -191,6 +202,7 @@ class View:
                     a.get("decided_by"),
                     self.when(a.get("decided_at")),
                     a.get("reason"),
+                    a.get("note"),
                 )
                 for a in asked
             ],
