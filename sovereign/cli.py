@@ -24,9 +24,6 @@ COMMAND_MODULES = (
     "sovereign.commands.ledger",
     "sovereign.commands.run",
     "sovereign.commands.control",
-    "sovereign.commands.approvals",
-    "sovereign.commands.halts",
-    "sovereign.commands.commit",
     "sovereign.commands.research",
     "sovereign.commands.explain",
 )
