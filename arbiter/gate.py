@@ -15,7 +15,11 @@ What the gate decides itself, whatever the policy says:
 - A confidential task is never admitted (nor parked) for a route off the studio's
   machines: the gate records a deny decided by ``confidential``, naming the rule or
   strategy branch that tried it.
-- When the kill switch is on, the verdict is ``halt`` (decided by ``system.halted``).
+- When a halt covers the task, the verdict is ``halt``: scope ``all`` covers every task
+  (decided by ``system.halted``), scope ``cloud`` or ``local`` the tasks whose route has
+  that tier (decided by ``system.halted_scopes``).
+- A task that runs on the studio's machines by nature (``on_premises``: a commit) is
+  refused a route off them, like confidential work.
 - A throttled task's reservation is taken now and held through its delay.
 """
 
@@ -68,7 +72,8 @@ class TaskRequest:
     attempt: int = 1
     local_confidence: float | None = None
     payload: dict[str, Any] = field(default_factory=dict)
-    approved: bool = False
+    approved: bool = False  # claimed by the publisher; ``task.approved`` needs a real grant
+    on_premises: bool = False  # not a model call (a commit): runs on a local worker only
 
     def facts(self) -> dict[str, Any]:
         """The ``task`` facts of the policy language."""
@@ -150,8 +155,13 @@ def decide(request: TaskRequest, snap: Snapshot, ctx: Context) -> tuple[Admissio
         "local": dict(ctx.host.get("local") or {}),
         "cloud": dict(ctx.host.get("cloud") or {}),
         "time": time_facts(ctx.now, ctx.zone),
-        "system": {"halted": snap.halted, "policy_version": version},
+        "system": {
+            "halted": snap.halted,
+            "halted_scopes": snap.halted_scopes,
+            "policy_version": version,
+        },
     }
+    facts["task"]["approved"] = ctx.granted
     decision, amount = _policy_decision(request, facts, ctx)
     decision = _gate_checks(request, snap, decision, ctx.prices)
     verdict = str(decision.verdict)
@@ -297,12 +307,23 @@ def _gate_checks(
 ) -> Decision:
     """The gate's own refusals, applied to whatever the policy decided."""
     route = dict(decision.route) if decision.route is not None else None
-    if snap.halted and decision.verdict != "halt":
-        reason = f"the system is halted: {snap.halt_reason or 'no reason given'}"
-        return gate_decision("halt", route, "system.halted", reason, decision)
+    tier = str(route["tier"]) if route and route.get("tier") else None
+    scope = "all" if "all" in snap.halts else tier if tier in snap.halts else None
+    if scope is not None and decision.verdict != "halt":
+        what = "the system is halted" if scope == "all" else f"{scope} work is halted"
+        reason = f"{what}: {snap.halts[scope] or 'no reason given'}"
+        by = "system.halted" if scope == "all" else "system.halted_scopes"
+        return gate_decision("halt", route, by, reason, decision)
     if route is None or decision.verdict not in (*ADMITTED, "approval"):
         return decision
     where = f"{route.get('provider')}/{route.get('model')}"
+    if request.on_premises and not _on_premises(route):
+        reason = (
+            f"task {request.task_id} ({request.kind}) runs on the studio's own machines, "
+            f"but {_who_routed(decision)} sent it to {where} ({route.get('tier')}); "
+            f"route {request.kind} tasks to the local tier"
+        )
+        return gate_decision("deny", None, "on premises", reason, decision)
     if request.confidential and not _on_premises(route):
         reason = (
             f"task {request.task_id} is confidential and may not leave the studio's machines, "

@@ -1,7 +1,9 @@
 """The generic completion task: a thin Celery adapter over `run_job`.
 
 `run_job` is a plain function (tests call it without a broker). It re-checks the kill
-switch and the reservation, calls the backend the gate chose while renewing the worker's
+switch (a task a halt covers is set aside, queued, until its scope resumes) and the
+reservation, calls the backend the gate chose (or, for a kind that calls no model such
+as a commit, runs its tool on this machine) while renewing the worker's
 lease, and settles the reservation with the real usage, once per task attempt however
 often the message is redelivered. A delivery of an attempt whose last delivery died in
 its call runs the task again as a new attempt through the gate, or, after
@@ -23,6 +25,7 @@ from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from arbiter.errors import BackendError, TaskBlocked, TaskFailed, TransientBackendError
 from arbiter.ledger import Ledger
 from arbiter.ledger.reservations import Timings
+from arbiter.usage import Usage
 from tasks.alerts import after_poison
 from tasks.broker import human_duration
 from tasks.kinds import KINDS, RESEARCH_SCHEMA, Job
@@ -38,6 +41,10 @@ log = logging.getLogger("sovereign.worker")
 
 class Stale(Exception):
     """A delivery of an attempt the task has moved on from (it ran again, or is poisoned)."""
+
+
+class SetAside(Exception):
+    """A halt covers this task's tier: it waits, queued, for `sovereign resume`."""
 
 
 class Died(Exception):
@@ -95,12 +102,12 @@ def run_job(
         )
         return dict(start.done.result or {}, cost_usd=start.done.cost_usd)
     if start.halted:
-        ledger.release(job.job_id, attempt, "halted before the call")
-        raise TaskBlocked(
-            f"task {job.job_id} was halted before its model call: the kill switch is on "
-            "(`sovereign resume` turns it off)",
-            task_id=job.job_id,
-        )
+        # Not a failure: the task waits, queued and holding no budget, and is published
+        # again as this same attempt when its scope resumes (arbiter.ledger.halts).
+        tier = start.tier or str((gate.get("route") or {}).get("tier") or "local")
+        reason = f"waits for `sovereign resume`: {start.halt_reason}"
+        ledger.set_aside(job.job_id, attempt, tier, reason)
+        raise SetAside(f"task {job.job_id} ({tier}) {reason}")
     if not start.recorded:
         # Nothing to mark failed: the ledger has no row of this attempt.
         raise TaskFailed(
@@ -114,6 +121,8 @@ def run_job(
             f"task {job.job_id} attempt {attempt} has no budget reservation held (it expired "
             "or was released); submit the task again"
         )
+    if KINDS[job.kind].tool:
+        return run_tool(runtime, job, attempt)
     route = dict(gate.get("route") or {})
     request = CompletionRequest.from_prompt(
         job.prompt,
@@ -160,6 +169,48 @@ def run_job(
     if job.kind == "research":
         # Stores the brief; an invalid one raises RepairNeeded once, then TaskFailed.
         result = after_research(runtime, job, result, route)
+    return result
+
+
+def run_tool(runtime: Runtime, job: Job, attempt: int) -> dict[str, Any]:
+    """Run a kind that calls no model (a commit) on this machine, and settle it at zero."""
+    from tasks.commit import CommitRefused, apply_commit
+
+    ledger = runtime.ledger
+    extra = job.extra
+    message = str(extra.get("message") or f"Apply the patch of task {job.job_id}")
+    started = datetime.now(UTC)
+    try:
+        with lease_kept(ledger, job.job_id, attempt, runtime.settings.lease_s / 3):
+            done = apply_commit(
+                str(extra["repo"]), str(extra["branch"]), job.prompt, message, job.job_id
+            )
+    except CommitRefused as exc:
+        ledger.fail_task(job.job_id, attempt, str(exc))
+        raise TaskFailed(f"task {job.job_id} (commit) failed: {exc}") from None
+    result: dict[str, Any] = {
+        "task_id": job.job_id,
+        "attempt": attempt,
+        "kind": job.kind,
+        "json": None,
+        "provider": "git",
+        "model": "git",
+        "usage": Usage().to_dict(),
+        "latency_s": round((datetime.now(UTC) - started).total_seconds(), 4),
+        **done,
+    }
+    record = ledger.settle(
+        job.job_id,
+        attempt,
+        Usage(),
+        provider="git",
+        model="git",
+        tier="local",
+        timings=Timings(started_at=started, finished_at=datetime.now(UTC)),
+        result=result,
+        cost_usd=0.0,
+    )
+    result["cost_usd"] = record.cost_usd
     return result
 
 

@@ -20,6 +20,7 @@ class Kind:
     system: str
     max_tokens: int
     structured: bool = False
+    tool: bool = False  # no model call: the worker runs a tool (tasks/commit.py) instead
 
 
 KINDS: dict[str, Kind] = {
@@ -42,6 +43,8 @@ KINDS: dict[str, Kind] = {
         Kind("docs", "Write clear documentation for what is described.", 1024),
         Kind("strategy", "Think through the question and give a recommendation.", 2048),
         Kind("deep_research", "Research the question in depth, citing what you rely on.", 4096),
+        # The prompt is the patch; extra holds repo, branch and message (tasks/commit.py).
+        Kind("commit", "", 1, tool=True),
     )
 }
 
@@ -86,6 +89,8 @@ class Job:
     @property
     def estimated_tokens(self) -> int:
         """The most input tokens a provider can bill for this job (see arbiter.bound)."""
+        if KINDS[self.kind].tool:
+            return 0  # no model reads it
         schema = RESEARCH_SCHEMA if KINDS[self.kind].structured else None
         return input_bound([self.system or "", self.prompt], schema)
 
@@ -180,6 +185,10 @@ def make_job(
         raise InputError("the system prompt must be text")
     if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
         raise InputError("depth must be a whole number of at least 0")
+    if kind == "commit":
+        from tasks.commit import validate
+
+        extra = validate(extra or {}, prompt)
     return Job(
         job_id=str(job_id) if job_id else uuid.uuid4().hex,
         kind=kind,

@@ -1,4 +1,5 @@
-"""Maintenance work on the control queue: the tasks of dead workers, and expired holds.
+"""Maintenance work on the control queue: the tasks of dead workers, expired holds, and
+tasks a halt set aside whose scope has resumed.
 
 It sends no task events, so Flower's list shows the studio's work, not the sweep.
 """
@@ -16,6 +17,7 @@ from tasks.alerts import after_poison
 from tasks.complete import poisoned_sentence
 from tasks.kinds import Job
 from tasks.names import COMPLETE, EXPIRE_RESERVATIONS
+from tasks.resume import publish_resumable
 from tasks.runtime import Runtime, RuntimeSlot
 
 log = logging.getLogger("sovereign.maintenance")
@@ -36,7 +38,9 @@ def register_maintenance(app: Celery, slot: RuntimeSlot) -> None:
         expired = runtime.ledger.expire_reservations()
         if expired:
             log.warning("expired %d reservation(s) held past their time to live", expired)
-        return {"expired": expired, "rerun": rerun, "poisoned": poisoned}
+        # Tasks a halt set aside whose scope has resumed, however it was resumed.
+        resumed = len(publish_resumable(app, runtime.ledger).sent)
+        return {"expired": expired, "rerun": rerun, "poisoned": poisoned, "resumed": resumed}
 
 
 def rerun_or_poison(app: Celery, runtime: Runtime, death: Death) -> bool:

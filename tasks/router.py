@@ -16,7 +16,7 @@ from typing import Any
 from arbiter.errors import ConfigError, TaskBlocked, TaskParked
 from arbiter.gate import Admission, TaskRequest
 from tasks.alerts import after_admission
-from tasks.kinds import Job
+from tasks.kinds import KINDS, Job
 from tasks.names import COMPLETE, CONTROL_TASKS
 from tasks.runtime import RuntimeSlot
 
@@ -68,6 +68,7 @@ class GateRouter:
                 local_confidence=job.extra.get("local_confidence"),
                 payload={"task": name, "kwargs": {"job": body}},
                 approved=bool(kwargs.get("approved")),
+                on_premises=KINDS[job.kind].tool,
             )
         )
         self._last.admission = admission
@@ -79,7 +80,7 @@ class GateRouter:
         if verdict == "approval":
             raise TaskParked(
                 f"task {job.job_id} ({job.kind}) waits for approval: "
-                f"{admission.decision.reason}; grant it with `sovereign approvals grant {job.job_id}`",
+                f"{admission.decision.reason}; approve it with `sovereign approve {job.job_id}`",
                 admission.decision,
                 job.job_id,
             )

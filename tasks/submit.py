@@ -7,6 +7,7 @@ router asks the gate), and returns a handle carrying the task id and the decisio
 from __future__ import annotations
 
 import contextlib
+import getpass
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +41,8 @@ class Handle:
         """Wait for the task and return its result record; a failure raises TaskFailed."""
         if self.parked or self._async is None:
             raise TaskParked(
-                f"task {self.task_id} waits for approval and has not run; grant it with "
-                f"`sovereign approvals grant {self.task_id}`",
+                f"task {self.task_id} waits for approval and has not run; approve it with "
+                f"`sovereign approve {self.task_id}`",
                 self.decision,
                 self.task_id,
             )
@@ -76,6 +77,11 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
 
         app = get_app()
     settings = app.sovereign_settings  # type: ignore[attr-defined]
+    if options.get("source", "api") in ("api", "cli"):
+        # Who submitted it, for the person who approves it (`sovereign pending`).
+        extra = dict(options.get("extra") or {})
+        extra.setdefault("submitted_by", _os_user())
+        options = {**options, "extra": extra}
     job = make_job(settings, kind=kind, prompt=prompt, **options)
     message = job.to_message()
     kwargs: dict[str, Any] = {"job": message}
@@ -109,6 +115,13 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
     decision = admission.decision if admission is not None else None
     queue = admission.queue if admission is not None else None
     return Handle(job.job_id, decision, queue, _async=async_result)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def _broker_answers(app: Celery) -> bool:

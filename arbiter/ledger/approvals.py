@@ -1,4 +1,8 @@
-"""Approvals: a task the policy wants a human to see is parked until granted or rejected."""
+"""Approvals: a task the policy wants a human to see is parked until granted or rejected.
+
+The approval keeps the policy's ``reason`` for parking it and, apart from it, the ``note``
+the person who decided wrote, with who and when.
+"""
 
 from __future__ import annotations
 
@@ -28,11 +32,25 @@ class ApprovalRecord:
     task_id: str
     kind: str
     status: str
-    reason: str | None
+    reason: str | None  # why the policy parked it
     requested_at: datetime
     decided_at: datetime | None
     decided_by: str | None
     payload: dict[str, Any] | None
+    note: str | None = None  # what the person who decided wrote
+    confidential: bool = False
+    submitted_at: datetime | None = None
+
+    @property
+    def job(self) -> dict[str, Any]:
+        """The parked task's job message (kind, prompt, extra...)."""
+        return dict(((self.payload or {}).get("kwargs") or {}).get("job") or {})
+
+    @property
+    def submitted_by(self) -> str | None:
+        """Who submitted the task (recorded at submit), else where it came from."""
+        job = self.job
+        return (job.get("extra") or {}).get("submitted_by") or job.get("source")
 
 
 def request(conn: Connection, task_id: str, reason: str | None, now: datetime) -> None:
@@ -61,7 +79,13 @@ def is_granted(conn: Connection, task_id: str) -> bool:
 
 def listing(conn: Connection, status: str | None) -> list[ApprovalRecord]:
     query = (
-        select(_approvals, _tasks.c.kind, _tasks.c.payload)
+        select(
+            _approvals,
+            _tasks.c.kind,
+            _tasks.c.payload,
+            _tasks.c.confidential,
+            _tasks.c.created_at.label("submitted_at"),
+        )
         .join(_tasks, _tasks.c.id == _approvals.c.task_id)
         .order_by(_approvals.c.id)
     )
@@ -77,6 +101,9 @@ def listing(conn: Connection, status: str | None) -> list[ApprovalRecord]:
             decided_at=from_db(row.decided_at) if row.decided_at else None,
             decided_by=row.decided_by,
             payload=row.payload,
+            note=row.note,
+            confidential=bool(row.confidential),
+            submitted_at=from_db(row.submitted_at) if row.submitted_at else None,
         )
         for row in conn.execute(query)
     ]
@@ -88,7 +115,7 @@ def decide(
     *,
     granted: bool,
     decided_by: str,
-    reason: str | None,
+    note: str | None,
     now: datetime,
 ) -> dict[str, Any]:
     """Grant or reject the pending approval; returns the parked task's payload."""
@@ -99,13 +126,13 @@ def decide(
             status="granted" if granted else "rejected",
             decided_by=decided_by,
             decided_at=now,
-            reason=reason,
+            note=note,
         )
     )
     if not result.rowcount:
         raise InputError(
             f"task {task_id} has no pending approval; "
-            "list them with `sovereign approvals` and use one of those ids"
+            "list them with `sovereign pending` and use one of those ids"
         )
     payload = conn.execute(select(_tasks.c.payload).where(_tasks.c.id == task_id)).scalar()
     # A granted task goes back through the gate when it is republished; a rejected one is done.

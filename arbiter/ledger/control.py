@@ -1,4 +1,5 @@
-"""The kill switch and the published policies: the ledger's small pieces of shared state."""
+"""The published policies: the ledger's small piece of shared state besides the kill
+switch (``arbiter.ledger.halts``, whose ``HaltState`` is re-exported here)."""
 
 from __future__ import annotations
 
@@ -8,20 +9,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
-from arbiter.ledger.models import PublishedPolicy, SystemState, table
+from arbiter.ledger.halts import HaltState as HaltState
+from arbiter.ledger.models import PublishedPolicy, table
 from arbiter.ledger.windows import from_db
 
-_state = table(SystemState)
 _policies = table(PublishedPolicy)
-STATE_ROW = 1
-
-
-@dataclass(frozen=True, slots=True)
-class HaltState:
-    """Whether the system is halted, and why."""
-
-    halted: bool
-    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,21 +26,6 @@ class PolicyRecord:
     published_by: str | None
     active: bool
     id: int = 0  # the row: one version may be published more than once (a rollback)
-
-
-def halt_state(conn: Connection) -> HaltState:
-    row = conn.execute(select(_state.c.halted, _state.c.reason).where(_state.c.id == STATE_ROW))
-    found = row.first()
-    if found is None:
-        return HaltState(False)
-    return HaltState(bool(found.halted), found.reason)
-
-
-def set_halt(conn: Connection, halted: bool, reason: str | None, now: datetime) -> None:
-    values = {"halted": halted, "reason": reason if halted else None, "updated_at": now}
-    result = conn.execute(update(_state).where(_state.c.id == STATE_ROW).values(**values))
-    if not result.rowcount:
-        conn.execute(insert(_state), {"id": STATE_ROW, **values})
 
 
 def publish(

@@ -23,6 +23,7 @@ from arbiter.ledger import (
     control,
     decisions,
     explain,
+    halts,
     leases,
     research,
     reservations,
@@ -66,11 +67,13 @@ class AttemptStart:
     """A worker's view of an attempt just before the model call."""
 
     done: CallRecord | None
-    halted: bool
+    halted: bool  # a halt covers this attempt's tier (scope all, or the tier's own)
     held: bool
     recorded: bool = True  # the ledger has the attempt's decision (False: lost, or never made)
     died: int = 0  # >0: an earlier delivery of this attempt died in its call (deaths so far)
     stale: bool = False  # the task has moved on (a later attempt, or poisoned)
+    tier: str | None = None  # the tier its reservation was taken for
+    halt_reason: str | None = None
 
 
 DIED_IN_CALL = (
@@ -353,7 +356,7 @@ class Ledger:
         """What a worker checks before calling a model, in one transaction.
 
         The attempt's billed call if it already succeeded (a redelivery answers from it),
-        whether the kill switch is on, and whether its reservation is still held; the task
+        whether a halt covers its tier, and whether its reservation is still held; the task
         is marked running, with the worker's lease, only when the call may go ahead. A
         delivery of an attempt the ledger shows running means the last one died in its
         call: that attempt is charged as usage unknown (see ``leases``).
@@ -362,7 +365,10 @@ class Ledger:
         with self.transaction() as conn:
             found = reservations.find_call(conn, task_id, attempt)
             done = found if found is not None and found.succeeded else None
-            halted = control.halt_state(conn).halted
+            # Share-locked: a halt being set waits for this check, or this check for it.
+            tier = reservations.held_tier(conn, task_id, attempt)
+            halt = halts.state(conn, lock=True).covering(tier)
+            halted = halt is not None
             task = decisions.task_row(conn, task_id)
             if done is None and task is not None:
                 if task["attempt"] > attempt or task["status"] == "poisoned":
@@ -382,7 +388,14 @@ class Ledger:
                     worker=worker,
                 )
             recorded = held or done is not None or decisions.exists(conn, task_id, attempt)
-        return AttemptStart(done=done, halted=halted, held=held, recorded=recorded)
+        return AttemptStart(
+            done=done,
+            halted=halted,
+            held=held,
+            recorded=recorded,
+            tier=tier,
+            halt_reason=halt.reason if halt is not None else None,
+        )
 
     def _charge_death(
         self, conn: Connection, task_id: str, attempt: int, now: datetime
@@ -437,32 +450,33 @@ class Ledger:
     # --- halt, approvals, research, policies ------------------------------------------------
 
     def halt_state(self) -> HaltState:
+        """Which scopes of the kill switch are on, since when, by whom and why."""
         with self.reading() as conn:
-            return control.halt_state(conn)
+            return halts.state(conn)
 
     def is_halted(self) -> bool:
         return self.halt_state().halted
 
     def set_halted(self, halted: bool, reason: str | None = None) -> None:
-        with self.transaction() as conn:
-            control.set_halt(conn, halted, reason, self.now())
+        """Turn scope ``all`` on or off (``set_halt`` takes any scope)."""
+        self.set_halt("all", halted, reason)
 
     def approvals(self, status: str | None = "pending") -> list[ApprovalRecord]:
         with self.reading() as conn:
             return approvals.listing(conn, status)
 
-    def grant(self, task_id: str, decided_by: str, reason: str | None = None) -> dict[str, Any]:
+    def grant(self, task_id: str, decided_by: str, note: str | None = None) -> dict[str, Any]:
         """Grant a parked task; returns its payload to publish again (it passes the gate)."""
         with self.transaction() as conn:
             return approvals.decide(
-                conn, task_id, granted=True, decided_by=decided_by, reason=reason, now=self.now()
+                conn, task_id, granted=True, decided_by=decided_by, note=note, now=self.now()
             )
 
-    def reject(self, task_id: str, decided_by: str, reason: str | None = None) -> dict[str, Any]:
+    def reject(self, task_id: str, decided_by: str, note: str | None = None) -> dict[str, Any]:
         """Reject a parked task; returns its payload."""
         with self.transaction() as conn:
             return approvals.decide(
-                conn, task_id, granted=False, decided_by=decided_by, reason=reason, now=self.now()
+                conn, task_id, granted=False, decided_by=decided_by, note=note, now=self.now()
             )
 
     def add_topic(
@@ -668,3 +682,37 @@ class Ledger:
 
         with self.reading() as conn:
             return alerts.recent(conn, limit)
+
+    # --- scoped halts (issue 13, part 2) ------------------------------------------------------
+
+    def set_halt(
+        self, scope: str, on: bool, reason: str | None = None, by: str | None = None
+    ) -> list[tuple[str, int, str]]:
+        """Turn one scope of the kill switch on or off; returns the calls already in flight
+        that it covers (task id, attempt, tier), which finish. See ``halts``."""
+        with self.serialized() as conn:
+            return halts.set_halt(conn, scope, on, reason, by, self.now())
+
+    def set_aside(self, task_id: str, attempt: int, tier: str, reason: str) -> None:
+        """A worker met a halt before the call: free the attempt's reservation and hold
+        the task, queued, until its tier resumes."""
+        now = self.now()
+        with self.transaction() as conn:
+            reservations.close_held(conn, task_id, attempt, "released", reason, now)
+            reservations.update_task(conn, task_id, now, status="queued", error=reason)
+            halts.set_aside(conn, task_id, attempt, tier, now)
+
+    def halted_tasks(self) -> list[tuple[str, int, str]]:
+        """The tasks set aside by a halt: (task id, attempt, tier)."""
+        with self.reading() as conn:
+            return halts.waiting(conn)
+
+    def claim_resumable(self) -> list[tuple[str, int, str, dict[str, Any]]]:
+        """Take the set-aside tasks no halt covers now: (task id, attempt, tier, payload)."""
+        with self.transaction() as conn:
+            return halts.claim_resumable(conn)
+
+    def unclaim_resumable(self, task_id: str, attempt: int, tier: str) -> None:
+        """Set a claimed task aside again (it could not be published)."""
+        with self.transaction() as conn:
+            halts.unclaim(conn, task_id, attempt, tier, self.now())

@@ -226,10 +226,11 @@ class Approval(Base):
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     task_id: Mapped[str] = mapped_column(ForeignKey("tasks.id"))
     status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(Text)
+    reason: Mapped[str | None] = mapped_column(Text)  # why the policy parked it
     requested_at: Mapped[datetime] = mapped_column(DateTime)
     decided_at: Mapped[datetime | None] = mapped_column(DateTime)
     decided_by: Mapped[str | None] = mapped_column(String(128))
+    note: Mapped[str | None] = mapped_column(Text)  # what the person who decided wrote
 
 
 class ResearchTopic(Base):
@@ -307,15 +308,33 @@ class PublishedPolicy(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-class SystemState(Base):
-    """One row: the kill switch."""
+HALT_SCOPES = ("all", "cloud", "local")
 
-    __tablename__ = "system_state"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+class Halt(Base):
+    """The kill switch: one row per scope (all, cloud, local), on while ``halted``."""
+
+    __tablename__ = "halts"
+    __table_args__ = (CheckConstraint(_one_of("scope", HALT_SCOPES), name="scope"),)
+
+    scope: Mapped[str] = mapped_column(String(8), primary_key=True)
     halted: Mapped[bool] = mapped_column(Boolean, default=False)
     reason: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime | None] = mapped_column(DateTime)
+    halted_by: Mapped[str | None] = mapped_column(String(128))
     updated_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class HaltedTask(Base):
+    """A queued task a worker set aside because its scope was halted. It is published
+    again, as the same attempt and through the gate, once that scope resumes."""
+
+    __tablename__ = "halted_tasks"
+
+    task_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    tier: Mapped[str] = mapped_column(String(16))  # its route's tier: which scopes hold it
+    since: Mapped[datetime] = mapped_column(DateTime)
 
 
 class HeldTotals(Base):

@@ -1,20 +1,19 @@
-"""Operating a running deployment: publish, halt/resume, approvals, status."""
+"""Operating a running deployment: publish, status."""
 
 from __future__ import annotations
 
 import getpass
-import json
 from dataclasses import asdict
 from typing import Any
 
 import click
 
-from arbiter.errors import TaskBlocked, TaskParked
 from arbiter.settings import load_settings
 
 
 def register(group: click.Group) -> None:
-    for command in (halt, resume, approvals, status):
+    # halt/resume: sovereign/commands/halts.py; approvals: sovereign/commands/approvals.py
+    for command in (status,):
         group.add_command(command)
     rules = group.commands.get("rules")
     if isinstance(rules, click.Group):
@@ -76,85 +75,6 @@ def publish(path: str | None) -> None:
         click.echo(f"policy {version} is already active; nothing changed")
         return
     click.echo(f"policy {version} is active; running gates pick it up within seconds")
-
-
-@click.command()
-@click.option("--reason", default="halted by an operator", show_default=True)
-def halt(reason: str) -> None:
-    """Turn the kill switch on: `system.halted` becomes true for every decision."""
-    _ledger().set_halted(True, reason)
-    click.echo(f"halted: {reason}")
-
-
-@click.command()
-def resume() -> None:
-    """Turn the kill switch off."""
-    _ledger().set_halted(False, None)
-    click.echo("resumed")
-
-
-@click.group(invoke_without_command=True)
-@click.option("--all", "show_all", is_flag=True, help="Include decided approvals.")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-def approvals(ctx: click.Context, show_all: bool, as_json: bool) -> None:
-    """List tasks parked for approval (subcommands: grant, reject)."""
-    if ctx.invoked_subcommand is not None:
-        return
-    records = _ledger().approvals(None if show_all else "pending")
-    if as_json:
-        click.echo(
-            json.dumps(
-                [
-                    {
-                        "task_id": r.task_id,
-                        "kind": r.kind,
-                        "status": r.status,
-                        "reason": r.reason,
-                        "requested_at": r.requested_at.isoformat(),
-                    }
-                    for r in records
-                ]
-            )
-        )
-        return
-    if not records:
-        click.echo("no approvals pending")
-        return
-    for r in records:
-        click.echo(
-            f"{r.task_id}  {r.kind:<13} {r.status:<8} {r.requested_at:%Y-%m-%d %H:%M}  {r.reason or ''}"
-        )
-
-
-@approvals.command()
-@click.argument("task_id")
-@click.option("--reason")
-def grant(task_id: str, reason: str | None) -> None:
-    """Grant a parked task and queue it (it passes the gate again; budgets still apply)."""
-    from tasks import get_app
-
-    payload = _ledger().grant(task_id, _user(), reason)
-    kwargs = dict((payload or {}).get("kwargs") or {})
-    kwargs["approved"] = True
-    try:
-        get_app().send_task(str(payload["task"]), kwargs=kwargs, task_id=task_id)
-    except TaskBlocked as exc:
-        click.echo(f"granted, but the gate now refuses it: {exc}")
-        raise SystemExit(1) from None
-    except TaskParked as exc:
-        click.echo(f"granted, but it is parked again: {exc}")
-        raise SystemExit(1) from None
-    click.echo(f"granted {task_id}; queued")
-
-
-@approvals.command()
-@click.argument("task_id")
-@click.option("--reason")
-def reject(task_id: str, reason: str | None) -> None:
-    """Reject a parked task; it never runs."""
-    _ledger().reject(task_id, _user(), reason)
-    click.echo(f"rejected {task_id}")
 
 
 @click.command()

@@ -46,6 +46,9 @@ def preflight(settings: Settings) -> None:
     store = PolicyStore(settings.policy_path, ledger, prices=prices)
     version = store.publish_files()
     click.echo(f"policy {version} from {settings.policy_path} checks and is active")
+    # The kill switch survives restarts: say so before anything starts.
+    for line in ledger.halt_state().sentences():
+        click.echo(f"kill switch: {line}")
 
 
 @click.command()
@@ -172,9 +175,24 @@ class _Ready:
             f"  try      {_sovereign_command()} enqueue summarize "
             '"Notes from today: ship the beta on Friday." --wait',
             "  stop     Ctrl-C (running tasks finish first; Ctrl-C again stops at once)",
+            *(f"  HALTED   {line}" for line in _halt_lines(s)),
             "",
         ]
         click.echo("\n".join(lines))
+
+
+def _halt_lines(settings: Settings) -> list[str]:
+    """What the kill switch holds back now, one line per scope that is on."""
+    from arbiter.ledger import Ledger
+
+    try:
+        ledger = Ledger(settings.database_url, timezone=settings.timezone)
+        try:
+            return ledger.halt_state().sentences()
+        finally:
+            ledger.close()
+    except SovereignError as exc:
+        return [f"unknown: the ledger did not answer ({exc})"]
 
 
 def _sovereign_command() -> str:
@@ -525,7 +543,7 @@ def _print_decision(task_id: str, data: dict[str, Any] | None, queue: str | None
 
         click.echo(f"  delayed {human_duration(float(data['retry_after_s']))} by the policy")
     if verdict == "approval":
-        click.echo(f"  waits for approval: `sovereign approvals grant {task_id}`")
+        click.echo(f"  waits for approval: `sovereign approve {task_id}`")
 
 
 def _print_result(result: dict[str, Any]) -> None:

@@ -72,7 +72,11 @@ def test_proceed_holds_the_upper_bound_and_records_everything(gate: Gate, ledger
     assert record.verdict == "proceed" and record.policy_version == admission.policy_version
     facts = record.facts
     assert facts["time"] == {"hour": 14, "weekday": "tue", "date": "2026-03-10"}
-    assert facts["system"] == {"halted": False, "policy_version": admission.policy_version}
+    assert facts["system"] == {
+        "halted": False,
+        "halted_scopes": [],
+        "policy_version": admission.policy_version,
+    }
     assert facts["cloud"]["queue_depth"] == 2 and facts["task"]["estimated_tokens"] == 2000
     assert facts["route"]["estimated_cost_usd"] == pytest.approx(NANO_ESTIMATE)
     assert record.trace is not None
@@ -130,6 +134,8 @@ def test_approval_parks_then_passes_once_granted(gate: Gate, ledger: Ledger) -> 
     assert payload["kwargs"]["job"]["id"] == "r1"
     admission = gate.admit(request("r1", kind="review", approved=True))
     assert admission.verdict == "proceed" and ledger.reservation_held("r1", 1)
+    facts = [d.facts["task"]["approved"] for d in ledger.decisions("r1")]
+    assert facts == [False, False, True], "task.approved is true only once a person granted it"
     assert [d.verdict for d in ledger.decisions("r1")] == ["approval", "approval", "proceed"]
 
 
