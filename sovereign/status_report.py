@@ -167,9 +167,6 @@ def _from_ledger(settings: Settings, ledger: Any, recent: int) -> dict[str, Any]
     budget = ledger.budget_facts()
     state = ledger.status(recent)
     halt = ledger.halt_state()
-    scopes = getattr(halt, "scopes", None)
-    if scopes is None:
-        scopes = ["all"] if halt.halted else []
     return {
         "policy": policy,
         "caps": [cap.to_dict() for cap in caps],
@@ -216,7 +213,19 @@ def _from_ledger(settings: Settings, ledger: Any, recent: int) -> dict[str, Any]
                 for p in state.poisoned
             ],
         },
-        "kill_switch": {"halted": bool(halt.halted), "scopes": list(scopes), "reason": halt.reason},
+        "kill_switch": {
+            "halted": bool(halt.halted),
+            "reason": halt.reason,
+            "scopes": [
+                {
+                    "scope": scope.scope,
+                    "reason": scope.reason,
+                    "since": scope.since.isoformat() if scope.since else None,
+                    "by": scope.halted_by,
+                }
+                for scope in halt.scopes
+            ],
+        },
         "blocked": [
             {
                 "task_id": b.task_id,

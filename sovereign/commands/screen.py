@@ -42,7 +42,7 @@ def render(report: dict[str, Any]) -> None:
         output.table(
             ("requested", "task", "kind", "why"),
             [(a["requested_at"][:16], a["task_id"], a["kind"], a["reason"]) for a in pending],
-            title="waiting for approval (sovereign approvals grant ID)",
+            title="waiting for approval (`sovereign approve ID` or `sovereign reject ID`)",
         )
     blocked = report["blocked"]
     if blocked:
@@ -61,9 +61,15 @@ def _kill_switch(state: dict[str, Any] | None) -> None:
     if state is None:
         return
     if state["halted"]:
-        scopes = ", ".join(state["scopes"]) or "all"
-        why = state["reason"] or "no reason given"
-        output.say(f"HALTED ({scopes}): {why}; `sovereign resume` clears it", colour="red")
+        for scope in state["scopes"]:
+            who = f" by {scope['by']}" if scope["by"] else ""
+            since = f" since {scope['since'][:16]}Z" if scope["since"] else ""
+            why = scope["reason"] or "no reason given"
+            output.say(
+                f"HALTED ({scope['scope']}){since}{who}: {why}; "
+                f"`sovereign resume --scope {scope['scope']}` clears it",
+                colour="red",
+            )
     else:
         output.say("kill switch: off", colour="green")
 
