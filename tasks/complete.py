@@ -153,7 +153,7 @@ def run_job(
         "usage": completion.usage.to_dict(),
         "latency_s": round(completion.timings.latency_s, 4),
         # Mean token log-probability, where the backend gives one (a confidence signal).
-        "logprob_mean": getattr(completion, "logprob_mean", None),
+        "logprob_mean": completion.logprob_mean,
     }
     # Priced by the route the gate reserved for: a provider may answer with a dated model id.
     record = ledger.settle(

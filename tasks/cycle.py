@@ -86,10 +86,14 @@ def research_prompt(topic: str, passages: Sequence[Any]) -> str:
 
 def prepare(runtime: Runtime, topic: str, confidential: bool) -> Prepared:
     """The prompt of a topic's research, with the best passages of the notes."""
-    from tasks.notes import notes_shareable, search_notes
+    settings = runtime.settings
+    passages: list[Any] = []
+    if settings.notes_dir is not None:
+        from tasks.notes import search_notes
 
-    passages = list(search_notes(runtime.ledger, topic, NOTES_IN_PROMPT))
-    secret = bool(passages) and not notes_shareable(runtime.settings)
+        passages = list(search_notes(runtime.ledger, topic, NOTES_IN_PROMPT))
+    # The notes are the studio's own material: excerpts stay local unless declared shareable.
+    secret = bool(passages) and not settings.notes_shareable
     return Prepared(
         research_prompt(topic, passages),
         confidential or secret,

@@ -186,6 +186,8 @@ _THRESHOLDS: dict[str, tuple[float | None]] = {}
 
 def fresh_followups(runtime: Runtime, proposed: Sequence[str]) -> list[str]:
     """The proposed follow-ups that repeat nothing known, normalized, at most three."""
+    if not proposed:
+        return []
     from tasks.similar import find_duplicate
 
     known = runtime.ledger.known_topic_texts(DEDUP_DAYS)

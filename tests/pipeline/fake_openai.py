@@ -6,9 +6,10 @@ every call, so a test can count what reached a model. A prompt containing ``SLOW
 makes the answer wait that many seconds (for killing a worker mid-call); ``FLAKY:<n>``
 answers 429 to the first n calls of that prompt. A structured answer is a research brief
 (summary, key points, confidence, follow-ups, sources): ``FOLLOWUPS:<n>`` makes it propose
-n follow-up questions that repeat the prompt's last words, ``CONFIDENCE:<x>`` sets its
+n follow-up questions (picked by the prompt from a bank) that repeat the prompt's markers, ``CONFIDENCE:<x>`` sets its
 self-rating (default 0.9), ``SOURCES:<a,b>`` its sources, and ``INVALID:<n>`` makes the
-first n structured answers to prompts holding that very marker not JSON at all.
+first n structured answers to prompts holding that very marker not JSON at all;
+``ASK:<words_with_underscores>`` proposes that very follow-up question.
 
 With ``real_tokens=True`` it bills like a provider at its worst: the input counted by a
 real byte-level BPE tokenizer plus OpenAI's documented chat framing (3 tokens a message,
@@ -18,6 +19,7 @@ real byte-level BPE tokenizer plus OpenAI's documented chat framing (3 tokens a 
 from __future__ import annotations
 
 import json
+import random
 import re
 import threading
 import time
@@ -30,12 +32,24 @@ FOLLOWUPS = re.compile(r"FOLLOWUPS:(\d+)")
 CONFIDENCE = re.compile(r"CONFIDENCE:(\d+(?:\.\d+)?)")
 SOURCES = re.compile(r"SOURCES:(\S+)")
 INVALID = re.compile(r"INVALID:(\d+)")
+ASK = re.compile(r"ASK:(\S+)")
 # Follow-up questions that differ in meaning, so de-duplication keeps them apart.
 QUESTIONS = (
-    "Which suppliers sell it in Lisbon",
-    "How much did it cost museums before 2020",
-    "What do the fire regulations say about it",
+    "Which suppliers in Lisbon sell recycled signage board",
+    "How much did museums spend on wayfinding before 2020",
+    "What do fire regulations require of exhibition materials",
+    "How do you insure a travelling exhibition",
+    "How do visitors with low vision read gallery labels",
+    "What humidity damages printed paper archives",
+    "Who funds small design studios in Portugal",
+    "How long does anodised aluminium last outdoors",
+    "Which colour contrast ratios meet accessibility law",
+    "What does a museum pay for a bilingual audio guide",
+    "How are ceramic tiles restored after frost damage",
+    "Which project management tools suit a five-person studio",
 )
+# Marker-like words (CLIENT-SECRET-7731, FOLLOWUPS:2) that follow-ups carry along.
+MARKER = re.compile(r"^[A-Z][A-Z0-9]*(?:[-:][A-Z0-9.]+)+$")
 
 
 class FakeOpenAI:
@@ -129,9 +143,11 @@ def _brief(fake: FakeOpenAI, prompt: str, summary: str) -> str:
         if seen <= int(invalid.group(1)):
             return "Sorry, here is my brief in prose rather than JSON."
     wanted = FOLLOWUPS.search(prompt)
-    asked = int(wanted.group(1)) if wanted else 0
-    tail = " ".join(prompt.split()[-4:])
-    follow_ups = [f"{QUESTIONS[n % len(QUESTIONS)]} ({tail})?" for n in range(asked)]
+    asked = min(int(wanted.group(1)), 3) if wanted else 0
+    markers = " ".join(dict.fromkeys(w for w in prompt.split() if MARKER.match(w)))
+    stems = random.Random(prompt).sample(QUESTIONS, asked)
+    asked_for = [m.replace("_", " ") for m in ASK.findall(prompt)]
+    follow_ups = asked_for + [f"{stem} {markers}?" for stem in stems]
     rating = CONFIDENCE.search(prompt)
     sources = SOURCES.search(prompt)
     return json.dumps(

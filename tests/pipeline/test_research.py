@@ -1,0 +1,288 @@
+"""The research loop end to end: real worker processes, a real broker, the real gate.
+
+The fake OpenAI server stands in for both the local model (``openai_compat``, model
+``tiny-local``) and the cloud (``openai``); markers in a topic script its brief (see
+``fake_openai``). Beat's cycle is driven directly (``ResearchCycle.run``), several times,
+rather than by waiting for a beat process's interval.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from tasks import submit
+from tasks.cycle import Outcome, ResearchCycle
+from tests.pipeline.conftest import CLOUD_MODEL, LOCAL_MODEL, Stack, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LOCAL = f'Local {{ provider: "openai_compat", model: "{LOCAL_MODEL}" }}'
+CLOUD = f'Cloud {{ provider: "openai", model: "{CLOUD_MODEL}" }}'
+POLICY = f"""
+const ESCALATE_BELOW = 0.6
+const RESEARCH_MAX_DEPTH = 1
+const DAILY_CLOUD_CALLS = 1
+
+strategy Routing returns Route {{
+    when {{ task.confidential == true }} then {LOCAL}
+    when {{ task.source == "escalation" and task.local_confidence < ESCALATE_BELOW }}
+        then {CLOUD}
+    when {{ "cloud" in task.tags }} then {CLOUD}
+    else {LOCAL}
+}}
+
+rule ResearchDepth {{
+    when {{ task.kind == "research" and task.depth > RESEARCH_MAX_DEPTH }}
+    then Deny {{ reason: "research is deep enough" }}
+}}
+
+rule DailyCloudCalls {{
+    when {{ route.tier == "cloud" and budget.daily_cloud_calls >= DAILY_CLOUD_CALLS }}
+    then Deny {{ reason: "the daily number of cloud calls is reached" }}
+}}
+"""
+
+
+def research_stack(make_stack: Callable[..., Stack], redis_url: str, batch: int = 3) -> Stack:
+    stack = make_stack(redis_url)
+    (stack.home / "rules" / "policy.arb").write_text(POLICY, encoding="utf-8")
+    stack.configure(research_batch=str(batch))
+    return stack
+
+
+def run_until(cycle: ResearchCycle, done: Callable[[], Any], what: str) -> list[Outcome]:
+    """Run cycles (as beat would, every interval) until ``done()``."""
+    seen: list[Outcome] = []
+
+    def step() -> Any:
+        seen.extend(cycle.run())
+        return done()
+
+    wait_for(step, 90, what)
+    return seen
+
+
+def rows(stack: Stack, sql: str) -> list[Any]:
+    with stack.ledger.reading() as conn:
+        return list(conn.execute(sa.text(sql)).all())
+
+
+def calls_with(stack: Stack, words: str, model: str | None = None) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in stack.fake.calls
+        if words in c["prompt"] and (model is None or c["model"] == model)
+    ]
+
+
+def cli_json(stack: Stack, *args: str) -> Any:
+    done = stack.sovereign(*args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_topics_flow_from_the_backlog_to_briefs_by_priority(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url, batch=1)
+    for text, priority in (("low priority matter", "0"), ("urgent matter", "9")):
+        added = stack.sovereign("topics", "add", text, "--priority", priority, "--tag", "t1")
+        assert added.returncode == 0, added.stderr
+    listing = stack.home / "topics.txt"
+    listing.write_text("# imported\nmiddle matter one\n\n  middle   matter two \n", "utf-8")
+    imported = stack.sovereign("topics", "import", str(listing), "--priority", "5")
+    assert imported.returncode == 0 and "2 topics queued" in imported.stdout, imported.stderr
+    bad = stack.home / "bad.txt"
+    bad.write_bytes(b"caf\xe9 topic\n")
+    refused = stack.sovereign("topics", "import", str(bad))
+    assert refused.returncode == 1 and "not UTF-8" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    topics = {t["text"]: t for t in cli_json(stack, "topics", "list")}
+    assert topics["urgent matter"]["tags"] == ["t1"]
+    assert topics["middle matter two"]["priority"] == 5
+    assert {t["status"] for t in topics.values()} == {"queued"}
+
+    stack.start_worker("local")
+    cycle = ResearchCycle(stack.app)
+    order = ["urgent matter", "middle matter one", "middle matter two", "low priority matter"]
+    for text in order:
+        outcomes = cycle.run()
+        assert [(o.topic_id, o.status) for o in outcomes] == [(topics[text]["id"], "running")]
+        wait_for(
+            lambda t=text: stack.ledger.topic(topics[t]["id"]).status == "done",
+            60,
+            f"the brief of {text!r}",
+        )
+    researched = [c["prompt"] for c in stack.fake.calls]
+    positions = [next(i for i, p in enumerate(researched) if t in p) for t in order]
+    assert positions == sorted(positions), "highest priority first, then oldest"
+    assert cycle.run() == []
+
+    briefs = cli_json(stack, "briefs", "list")
+    assert len(briefs) == 4
+    for brief in briefs:
+        assert brief["model"] == LOCAL_MODEL and brief["tier"] == "local"
+        assert 0 <= brief["confidence"] <= 1
+        assert brief["signals"]["self_rating"] == 0.9
+        assert "grounding" in brief["signals"] and brief["key_points"]
+    shown = cli_json(stack, "topics", "show", str(topics["urgent matter"]["id"]))
+    assert shown["status"] == "done" and len(shown["briefs"]) == 1
+    plain = stack.sovereign("briefs", "show", str(shown["briefs"][0]["id"]))
+    assert plain.returncode == 0, plain.stderr
+    for part in ("confidence", "key points:", "sources:", "follow-ups: none", "urgent matter"):
+        assert part in plain.stdout
+
+    # Research submitted without a topic stores its brief too, under a topic of its own.
+    handle = submit("research", "a question asked directly", app=stack.app)
+    result = handle.result(timeout=60)
+    brief = stack.ledger.brief(result["brief_id"])
+    assert brief is not None and brief.task_id == handle.task_id
+    topic = stack.ledger.topic(brief.topic_id)
+    assert topic is not None and topic.text == "a question asked directly"
+    assert topic.status == "done"
+
+
+def test_a_low_confidence_local_brief_escalates_to_the_cloud_exactly_once(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url)
+    ledger = stack.ledger
+    unsure = ledger.add_topic("CONFIDENCE:0.2 lighting for small galleries")
+    sure = ledger.add_topic("CONFIDENCE:0.95 glass cabinets")
+    stack.start_worker("local")
+    stack.start_worker("cloud")
+    cycle = ResearchCycle(stack.app)
+
+    def settled() -> bool:
+        return ledger.topic(unsure).status == "done" and ledger.topic(sure).status == "done"
+
+    run_until(cycle, lambda: settled() and len(ledger.brief_records(unsure)) == 2, "escalation")
+    for _ in range(3):
+        assert cycle.run() == []
+    local, escalated = ledger.brief_records(unsure)
+    assert local.tier == "local" and local.confidence is not None and local.confidence < 0.6
+    assert escalated.tier == "cloud" and escalated.model == CLOUD_MODEL
+    assert escalated.escalated_from == local.id
+    assert ledger.escalations_of(local.id) == [escalated.id]
+    assert [b.tier for b in ledger.brief_records(sure)] == ["local"], "a sure brief stays"
+    assert len(calls_with(stack, "lighting for small galleries", CLOUD_MODEL)) == 1
+    assert len(calls_with(stack, "lighting for small galleries", LOCAL_MODEL)) == 1
+    assert calls_with(stack, "glass cabinets", CLOUD_MODEL) == []
+    decision = ledger.decisions(escalated.task_id)[0]
+    assert decision.facts["task"]["source"] == "escalation"
+    assert decision.facts["task"]["local_confidence"] == pytest.approx(local.confidence)
+    assert ledger.research_facts()["escalations_today"] == 1
+    shown = stack.sovereign("briefs", "show", str(escalated.id))
+    assert f"escalation of brief {local.id}" in shown.stdout
+
+
+def test_followups_stop_at_the_depth_cap_and_a_paraphrase_is_not_queued_twice(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url, batch=5)
+    ledger = stack.ledger
+    known = ledger.add_topic("open-source typefaces for museum signage", priority=-1)
+    root = ledger.add_topic(
+        "museum wayfinding FOLLOWUPS:2 ASK:Which_open-source_fonts_suit_museum_signs? "
+        "ASK:Is_bronze_lettering_durable ASK:is_BRONZE_lettering__durable!!",
+        priority=1,
+    )
+    stack.start_worker("local")
+    cycle = ResearchCycle(stack.app)
+
+    def depth_two_denied() -> bool:
+        topics = ledger.topics()
+        deep = [t for t in topics if t.depth == 2]
+        settled = all(t.status == "done" for t in topics if t.depth < 2)
+        return settled and bool(deep) and all(t.status == "denied" for t in deep)
+
+    run_until(cycle, depth_two_denied, "the depth-2 follow-ups to be refused")
+    topics = ledger.topics()
+    texts = [t.text for t in topics]
+    # Same text up to case and punctuation: queued once; same meaning: not queued.
+    assert texts.count("Is bronze lettering durable") == 1
+    assert not [t for t in texts if "open-source fonts" in t]
+    first = [t for t in topics if t.parent_id == root]
+    assert len(first) == 3 and all(t.depth == 1 for t in first)
+    assert max(t.depth for t in topics) == 2, "nothing deeper than the cap was proposed"
+    deep = [t for t in topics if t.depth == 2]
+    assert all("research is deep enough" in (t.reason or "") for t in deep)
+    # The refused follow-ups never reached a model.
+    for topic in deep:
+        assert not calls_with(stack, topic.text)
+    assert ledger.topic(known).status in ("queued", "running", "done")
+    assert ledger.research_facts()["followups_today"] == len(first) + len(deep)
+
+
+def test_the_daily_cap_halts_cloud_research_while_local_research_continues_and_a_waiting_topic_writes_nothing(  # noqa: E501
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url, batch=4)
+    ledger = stack.ledger
+    cloud = [ledger.add_topic(f"cloud matter {n}", tags=["cloud"], priority=5) for n in (1, 2)]
+    local = [ledger.add_topic(f"local matter {n}") for n in (1, 2)]
+    stack.start_worker("local")
+    stack.start_worker("cloud")
+    cycle = ResearchCycle(stack.app)
+    outcomes = {o.topic_id: o for o in cycle.run()}
+    assert outcomes[cloud[0]].status == "running"
+    waiting = outcomes[cloud[1]]
+    assert waiting.status == "waiting"
+    assert "DailyCloudCalls" in (waiting.reason or "")
+    assert [outcomes[t].status for t in local] == ["running", "running"]
+    topic = ledger.topic(cloud[1])
+    assert topic.status == "waiting" and topic.wait_until is not None
+    local_midnight = ledger.now().replace(hour=0, minute=0, second=0, microsecond=0)
+    assert topic.wait_until.replace(tzinfo=None) > local_midnight
+    wait_for(lambda: all(ledger.topic(t).status == "done" for t in [cloud[0], *local]), 60, "work")
+
+    count = "SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM decisions)"
+    before = rows(stack, count)
+    for _ in range(5):
+        assert cycle.run() == []
+    assert rows(stack, count) == before, "a waiting topic writes nothing per tick"
+    assert ledger.topic(cloud[1]).status == "waiting"
+
+    # Local research goes on under the cap.
+    more = ledger.add_topic("local matter 3")
+    assert [o.status for o in cycle.run()] == ["running"]
+    wait_for(lambda: ledger.topic(more).status == "done", 60, "local research after the cap")
+    assert calls_with(stack, "cloud matter 2") == []
+    listing = stack.sovereign("topics", "list", "--status", "waiting")
+    assert "cloud matter 2" in listing.stdout and "DailyCloudCalls" in listing.stdout
+
+
+def test_an_invalid_brief_is_repaired_once_then_the_task_fails_with_the_raw_text_kept(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url)
+    ledger = stack.ledger
+    mended = ledger.add_topic("INVALID:1 gallery lighting")
+    broken = ledger.add_topic("INVALID:2 archive humidity")
+    stack.start_worker("local")
+    cycle = ResearchCycle(stack.app)
+    run_until(
+        cycle,
+        lambda: ledger.topic(mended).status == "done" and ledger.topic(broken).status == "failed",
+        "the repair and the failure",
+    )
+    brief = ledger.brief_records(mended)[0]
+    task = brief.task_id
+    assert [(d.attempt, d.verdict) for d in ledger.decisions(task)] == [(1, "proceed"), (2, "proceed")]
+    assert ledger.call_record(task, 1) is not None and ledger.call_record(task, 2) is not None
+    assert len(calls_with(stack, "INVALID:1 gallery lighting")) == 2
+
+    failed = ledger.topic(broken)
+    assert failed.reason is not None and "not a valid brief even after one repair" in failed.reason
+    row = ledger.task(failed.task_id)
+    assert row["status"] == "failed"
+    assert "prose rather than JSON" in row["result"]["text"], "the raw answer is kept"
+    first = ledger.call_record(failed.task_id, 1)
+    assert first is not None and "prose rather than JSON" in first.result["text"]
+    assert ledger.brief_records(broken) == []
+    assert len(calls_with(stack, "INVALID:2 archive humidity")) == 2, "one repair, no more"
