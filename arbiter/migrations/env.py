@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, create_engine
 
 from arbiter.ledger.models import Base
+from arbiter.ledger.notes import include_object
 
 config = context.config
 
@@ -16,6 +17,8 @@ def _run(connection: Connection) -> None:
         target_metadata=Base.metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The notes' full-text index is not a model (FTS5 table, GIN expression index).
+        include_object=include_object,
     )
     with context.begin_transaction():
         context.run_migrations()
