@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from arbiter.errors import ConfigError, TaskBlocked, TaskFailed, TransientBackendError
+from arbiter.errors import ConfigError, TaskFailed, TransientBackendError
 from arbiter.gate import TaskRequest
 from arbiter.settings import load_settings
-from tasks.complete import run_job
+from tasks.complete import SetAside, run_job
 from tasks.kinds import Job, make_job
 from tasks.names import COMPLETE
 from tasks.router import GateRouter
@@ -89,15 +89,26 @@ def test_a_failed_call_releases_its_reservation(runtime: Runtime) -> None:
     assert runtime.ledger.call_record(job.job_id, 1) is None
 
 
-def test_halted_before_the_call(runtime: Runtime) -> None:
+def test_halted_before_the_call_the_task_waits_queued(runtime: Runtime) -> None:
     fake = with_fake(runtime)
     job = make_job(runtime.settings, kind="classify", prompt="stop me")
     gate = admit(runtime, job)
-    runtime.ledger.set_halted(True, "test")
-    with pytest.raises(TaskBlocked, match="kill switch"):
+    runtime.ledger.set_halt("local", True, "GPU swap")
+    with pytest.raises(SetAside, match="waits for `sovereign resume`: GPU swap"):
         run_job(runtime, job, 1, gate)
     assert fake.calls == []
     assert not runtime.ledger.reservation_held(job.job_id, 1)
+    assert (runtime.ledger.task(job.job_id) or {})["status"] == "queued", "not failed"
+    assert runtime.ledger.halted_tasks() == [(job.job_id, 1, "local")]
+
+
+def test_a_halt_of_the_other_tier_does_not_stop_the_call(runtime: Runtime) -> None:
+    fake = with_fake(runtime)
+    job = make_job(runtime.settings, kind="classify", prompt="go on")
+    gate = admit(runtime, job)
+    runtime.ledger.set_halt("cloud", True, "provider incident")
+    assert run_job(runtime, job, 1, gate)["text"]
+    assert len(fake.calls) == 1
 
 
 def test_no_call_without_a_held_reservation(runtime: Runtime) -> None:
