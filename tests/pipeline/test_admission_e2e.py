@@ -34,10 +34,13 @@ rule DailyCap {{
 }}
 """
 # Sends everything to the cloud and says nothing of confidentiality, except that a root
-# research topic runs locally (so confidential research can propose follow-ups at all).
+# research topic runs locally (so confidential research can propose follow-ups and
+# escalations at all); escalations of unsure briefs go to the cloud.
 HOSTILE = """
+const ESCALATE_BELOW = 0.6
 strategy Routing returns Route {
-    when { task.kind == "research" and task.depth == 0 and task.attempt == 1 }
+    when { task.kind == "research" and task.depth == 0 and task.attempt == 1
+           and task.source != "escalation" }
         then Local { provider: "openai_compat", model: "tiny-local" }
     else Cloud { provider: "openai", model: "gpt-5.4-mini" }
 }
@@ -166,23 +169,29 @@ def test_confidential_work_never_reaches_the_cloud_under_a_hostile_policy(
     )
     added = stack.sovereign("topics", "add", f"{marker} backlog topic", "--confidential")
     assert added.returncode == 0, added.stderr
+    # An unsure local brief of confidential research escalates; the escalation stays home.
+    unsure = stack.sovereign("topics", "add", f"{marker} CONFIDENCE:0.1 unsure", "--confidential")
+    assert unsure.returncode == 0, unsure.stderr
     stack.start("beat", "beat", "--loglevel", "INFO")
     ledger = stack.ledger
 
-    def followups_refused() -> bool:
+    def refused(where: str) -> int:
         with ledger.reading() as conn:
-            refused = conn.execute(
-                sa.text(
-                    "SELECT count(*) FROM decisions JOIN tasks ON tasks.id = decisions.task_id "
-                    "WHERE decisions.decided_by = 'confidential' AND tasks.depth = 1"
-                )
-            ).scalar()
-        return bool(refused and refused >= 2)
+            return int(
+                conn.execute(
+                    sa.text(
+                        "SELECT count(*) FROM decisions JOIN tasks ON tasks.id = "
+                        f"decisions.task_id WHERE decisions.decided_by = 'confidential' AND {where}"
+                    )
+                ).scalar()
+                or 0
+            )
 
-    wait_for(followups_refused, 60, "beat to try the confidential follow-ups")
+    wait_for(lambda: refused("tasks.depth = 1") >= 2, 60, "beat to try the confidential follow-ups")
+    wait_for(lambda: refused("tasks.source = 'escalation'") == 1, 60, "the escalation's refusal")
     with ledger.reading() as conn:
         topics = conn.execute(sa.text("SELECT confidential FROM research_topics")).scalars().all()
-    assert len(topics) == 3 and all(topics), "follow-ups inherit confidentiality"
+    assert len(topics) >= 4 and all(topics), "follow-ups and escalations inherit confidentiality"
     assert not [c for c in fake_cloud.calls if marker in c["prompt"]]
     assert fake_cloud.calls == []
     # Non-confidential work still goes to the cloud under the same policy.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from celery.signals import before_task_publish
 
-from arbiter.errors import TaskBlocked, TaskFailed
+from arbiter.errors import TaskBlocked
 from tasks import submit
 from tests.pipeline.conftest import Stack, wait_for
 
@@ -60,7 +60,7 @@ def test_approval_parks_the_task_until_a_person_grants_it(
     time.sleep(1.5)
     assert "commit the logo fix" not in " ".join(stack.fake.prompts()), "parked, not published"
 
-    granted = stack.sovereign("approvals", "grant", handle.task_id)
+    granted = stack.sovereign("approve", handle.task_id)
     assert granted.returncode == 0, granted.stderr
     wait_for(
         lambda: (stack.ledger.task(handle.task_id) or {}).get("status") == "succeeded",
@@ -72,23 +72,29 @@ def test_approval_parks_the_task_until_a_person_grants_it(
     assert verdicts == ["approval", "proceed"]
 
 
-def test_halt_stops_queued_work_before_its_model_call(
+def test_halt_holds_queued_work_before_its_model_call_until_resume(
     redis_url: str, make_stack: Callable[..., Stack]
 ) -> None:
     stack = make_stack(redis_url)
     queued = submit("classify", "queued before the halt", app=stack.app)
-    assert stack.sovereign("halt", "--reason", "audit").returncode == 0
+    halted = stack.sovereign("halt", "--reason", "audit")
+    assert halted.returncode == 0, halted.stderr
+    assert halted.stdout.startswith("halted all work: audit")
     with pytest.raises(TaskBlocked, match="halted"):
         submit("classify", "after the halt", app=stack.app)
 
     stack.start_worker("local")
-    with pytest.raises(TaskFailed, match="kill switch"):
-        queued.result(timeout=60)
+    wait_for(lambda: stack.ledger.halted_tasks(), 60, "the worker to set the task aside")
     assert "queued before the halt" not in " ".join(stack.fake.prompts())
+    assert stack.ledger.task(queued.task_id)["status"] == "queued", "waiting, not failed"
     facts = stack.ledger.budget_facts()
     assert facts["daily_tokens"] == 0, "the halted task's reservation was released"
 
-    assert stack.sovereign("resume").returncode == 0
+    resumed = stack.sovereign("resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed all" in resumed.stdout and "1 queued task(s) sent again" in resumed.stdout
+    result = queued.result(timeout=60)
+    assert result["attempt"] == 1, "waiting for the resume used up no attempt"
     assert submit("classify", "after resuming", app=stack.app).result(timeout=60)["text"]
 
 
@@ -115,12 +121,14 @@ def test_a_blocked_beat_task_is_logged_once_without_a_traceback(
     stack = make_stack(redis_url)
     topic = stack.ledger.add_topic("forbidden: the client's unreleased plans")
     stack.start("beat", "beat", "--loglevel", "INFO")
-    wait_for(lambda: "not queued" in stack.log("beat"), 60, "beat to try the topic")
+    wait_for(lambda: "denied" in stack.log("beat"), 60, "beat to try the topic")
     time.sleep(4)  # several more beat intervals
     log = stack.log("beat")
     assert "Traceback" not in log
-    blocked = [line for line in log.splitlines() if "not queued" in line]
+    blocked = [line for line in log.splitlines() if "denied" in line]
     assert len(blocked) == 1, blocked
     assert "deny by ForbiddenTopic: a forbidden research topic" in blocked[0]
     found = stack.ledger.topic(topic)
-    assert found is not None and found.status == "pending", "the topic waits in the backlog"
+    # The rule reads no daily counter, so tomorrow changes nothing: denied, not waiting.
+    assert found is not None and found.status == "denied", "the topic is refused for good"
+    assert len(stack.ledger.decisions(found.task_id)) == 1, "tried once, not every tick"

@@ -219,7 +219,7 @@ def test_followups_stop_at_the_depth_cap_and_a_paraphrase_is_not_queued_twice(
     assert ledger.research_facts()["followups_today"] == len(first) + len(deep)
 
 
-def test_the_daily_cap_halts_cloud_research_while_local_research_continues_and_a_waiting_topic_writes_nothing(  # noqa: E501
+def test_the_daily_cap_halts_cloud_research_while_local_goes_on_and_waiting_writes_nothing(
     redis_url: str, make_stack: Callable[..., Stack]
 ) -> None:
     stack = research_stack(make_stack, redis_url, batch=4)
@@ -273,7 +273,10 @@ def test_an_invalid_brief_is_repaired_once_then_the_task_fails_with_the_raw_text
     )
     brief = ledger.brief_records(mended)[0]
     task = brief.task_id
-    assert [(d.attempt, d.verdict) for d in ledger.decisions(task)] == [(1, "proceed"), (2, "proceed")]
+    assert [(d.attempt, d.verdict) for d in ledger.decisions(task)] == [
+        (1, "proceed"),
+        (2, "proceed"),
+    ]
     assert ledger.call_record(task, 1) is not None and ledger.call_record(task, 2) is not None
     assert len(calls_with(stack, "INVALID:1 gallery lighting")) == 2
 
