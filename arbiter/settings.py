@@ -100,6 +100,21 @@ class Settings(BaseSettings):
         ge=1,
         description="Queued research topics one beat cycle submits at most, highest priority first.",
     )
+    # --- the studio's notes (issue 12; tasks/notes.py) ---
+    notes_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder of the studio's own documents (Markdown, text) that research searches; "
+            "unset: no notes."
+        ),
+    )
+    notes_shareable: bool = Field(
+        default=False,
+        description=(
+            "Whether excerpts of the notes may leave the studio; false makes every task "
+            "that carries one confidential."
+        ),
+    )
     maintenance_interval_s: float = Field(
         default=30.0,
         gt=0,
@@ -275,7 +290,9 @@ class Settings(BaseSettings):
             )
         return home
 
-    @field_validator("var_dir", "policy_path", "prices_path", "secrets_file", "embedded_model_path")
+    @field_validator(
+        "var_dir", "policy_path", "prices_path", "secrets_file", "embedded_model_path", "notes_dir"
+    )
     @classmethod
     def _path_in_home(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         return None if value is None else in_home(info.data.get("home"), value)

@@ -25,6 +25,7 @@ from arbiter.ledger import (
     explain,
     halts,
     leases,
+    notes,
     research,
     reservations,
     usage_totals,
@@ -716,3 +717,30 @@ class Ledger:
         """Set a claimed task aside again (it could not be published)."""
         with self.transaction() as conn:
             halts.unclaim(conn, task_id, attempt, tier, self.now())
+
+    # --- the studio's notes index (issue 12; arbiter.ledger.notes) -------------------------
+
+    def note_files(self) -> dict[str, notes.IndexedFile]:
+        """What the notes index holds, by path relative to the notes folder."""
+        with self.reading() as conn:
+            return notes.files(conn)
+
+    def put_note(self, entry: notes.IndexedFile, passages: Sequence[str]) -> None:
+        """Index one note (replacing its earlier passages)."""
+        with self.transaction() as conn:
+            notes.put(conn, entry, passages, self.now())
+
+    def touch_note(self, path: str, mtime_ns: int, size: int) -> None:
+        """A note's stat changed but its content did not."""
+        with self.transaction() as conn:
+            notes.touch(conn, path, mtime_ns, size)
+
+    def drop_notes(self, paths: Sequence[str]) -> None:
+        """Forget notes that left the folder."""
+        with self.transaction() as conn:
+            notes.drop(conn, paths)
+
+    def search_notes(self, query: str, k: int = 3) -> list[notes.Hit]:
+        """The ``k`` passages that best match ``query`` (any text: it is reduced to words)."""
+        with self.reading() as conn:
+            return notes.search(conn, notes.terms(query), k)

@@ -387,3 +387,38 @@ class SentAlert(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+# --- the studio's notes index (issue 12) ------------------------------------------------
+
+
+class NoteFile(Base):
+    """A file of the notes folder as last indexed: its path relative to the folder, what
+    its stat and content were then, and why it was skipped (not UTF-8 text), if it was."""
+
+    __tablename__ = "notes_files"
+    __table_args__ = (UniqueConstraint("path", name="uq_notes_files_path"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    skipped: Mapped[str | None] = mapped_column(String(255))
+    indexed_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class NotePassage(Base):
+    """One passage of a note (a heading's paragraphs, a few hundred words at most).
+
+    Its full-text index is outside the models: an FTS5 table over ``text`` on SQLite, a
+    GIN index on its tsvector on PostgreSQL (migration 0014, ``arbiter.ledger.notes``).
+    """
+
+    __tablename__ = "notes_passages"
+    __table_args__ = (Index("ix_notes_passages_file_id", "file_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_id: Mapped[int] = mapped_column(ForeignKey("notes_files.id", ondelete="CASCADE"))
+    ordinal: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
