@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "sovereign.commands.control",
     "sovereign.commands.research",
     "sovereign.commands.explain",
+    "sovereign.commands.notes",
 )
 
 
