@@ -123,7 +123,22 @@ class ResearchCycle:
             return []
         if not topics:
             log.debug("no research topic is due")
+            return []
+        self._sync_notes(runtime)
         return [self._submit(runtime, topic) for topic in topics]
+
+    def _sync_notes(self, runtime: Runtime) -> None:
+        """Bring the notes index in step with the folder before it is searched (a stat
+        walk when nothing changed); a folder that cannot be read leaves the index as is."""
+        folder = runtime.settings.notes_dir
+        if folder is None:
+            return
+        from tasks.notes import sync_notes
+
+        try:
+            sync_notes(runtime.ledger, folder)
+        except SovereignError as exc:
+            self._note(str(exc), f"the notes were not indexed again: {exc}")
 
     def _submit(self, runtime: Runtime, topic: Topic) -> Outcome:
         from tasks.submit import submit

@@ -289,3 +289,43 @@ def test_an_invalid_brief_is_repaired_once_then_the_task_fails_with_the_raw_text
     assert first is not None and "prose rather than JSON" in first.result["text"]
     assert ledger.brief_records(broken) == []
     assert len(calls_with(stack, "INVALID:2 archive humidity")) == 2, "one repair, no more"
+
+
+def test_research_cites_the_studios_notes_and_their_excerpts_stay_local(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url)
+    notes = stack.home / "notes"
+    (notes / "metals").mkdir(parents=True)
+    (notes / "metals" / "bronze.md").write_text(
+        "# Bronze lettering\n\nThe Lisbon museum's bronze letters took a green patina "
+        "within two winters; CLIENT-ACME paid for the cleaning.\n",
+        encoding="utf-8",
+    )
+    stack.configure(notes_dir=str(notes))
+    ledger = stack.ledger
+    secret = ledger.add_topic("bronze lettering patina SOURCES:metals/bronze.md", tags=["cloud"])
+    stack.start_worker("local")
+    stack.start_worker("cloud")
+    run_until(
+        ResearchCycle(stack.app),
+        lambda: ledger.topic(secret).status == "done",
+        "research on the notes",
+    )
+    brief = ledger.brief_records(secret)[0]
+    assert brief.sources == ["metals/bronze.md"]
+    assert brief.signals["grounding"] == "verified"
+    assert brief.signals["notes_given"] == ["metals/bronze.md"]
+    decision = ledger.decisions(brief.task_id)[0]
+    assert decision.facts["task"]["confidential"] is True, "excerpts make the task confidential"
+    assert brief.tier == "local", "so the gate kept the cloud-tagged topic home"
+    prompts = calls_with(stack, "green patina")
+    assert prompts and all(c["model"] == LOCAL_MODEL for c in prompts)
+
+    # Declared shareable, the same excerpts may go where the policy sends them.
+    stack.configure(notes_shareable="true")
+    shared = stack.ledger.add_topic("bronze lettering cleaning SOURCES:metals/bronze.md")
+    outcomes = ResearchCycle(stack.app).run()
+    assert [o.topic_id for o in outcomes] == [shared]
+    facts = stack.ledger.decisions(outcomes[0].task_id or "")[0].facts
+    assert facts["task"]["confidential"] is False
