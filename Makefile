@@ -68,6 +68,7 @@ bench: install-dev
 	$(BIN)/python bench/dispatch_bench.py
 	$(BIN)/python bench/local_overhead_bench.py
 	$(BIN)/python bench/bound_bench.py
+	$(BIN)/python bench/economics_bench.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
