@@ -314,3 +314,18 @@ def test_the_routing_table_takes_every_branch(policy: Policy) -> None:
     strategy = DEFAULT.read_text(encoding="utf-8").split("strategy Routing")[1].split("\n}\n")[0]
     branches = len(re.findall(r"^    when ", strategy, flags=re.M))
     assert taken == {f"when #{i}" for i in range(1, branches + 1)} | {"else"}
+
+
+def test_the_walk_through_quotes_the_file() -> None:
+    doc = (ROOT / "docs" / "policy-language.md").read_text(encoding="utf-8")
+    section = doc.split("## The default policy, walked through")[1].split("\n## ")[0]
+    source = DEFAULT.read_text(encoding="utf-8").splitlines()
+    quoted = [
+        line
+        for block in re.findall(r"```text\n(.*?)```", section, flags=re.S)
+        for line in block.splitlines()
+        if not line.startswith(("$", "verdict:", "route:", "fired:"))
+    ]
+    assert len(quoted) >= 15
+    for line in quoted:
+        assert line in source, f"the walk-through quotes a line the policy lacks: {line!r}"
