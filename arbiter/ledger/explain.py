@@ -143,11 +143,18 @@ def _decision(d: StoredDecision, sources: Mapping[str, RuleSource] | None) -> di
     }
 
 
-def explanation(history: TaskHistory) -> dict[str, Any]:
-    """Everything ``sovereign why`` shows, as one JSON-ready mapping."""
+def explanation(
+    history: TaskHistory, unpublished: Mapping[str, Mapping[str, str]] | None = None
+) -> dict[str, Any]:
+    """Everything ``sovereign why`` shows, as one JSON-ready mapping.
+
+    ``unpublished`` gives the sources of versions the ledger lacks (a gate decides under
+    the policy files while nothing is published), by version.
+    """
     from arbiter.lang.excerpt import rule_sources  # lark: only when explaining
 
-    rules = {v: rule_sources(p.sources) for v, p in history.policies.items()}
+    texts = {**(unpublished or {}), **{v: p.sources for v, p in history.policies.items()}}
+    rules = {v: rule_sources(sources) for v, sources in texts.items()}
     made = [_decision(d, rules.get(d.policy_version or "")) for d in history.decisions]
     numbers = sorted(
         {d["attempt"] for d in made}
@@ -175,6 +182,11 @@ def explanation(history: TaskHistory) -> dict[str, Any]:
             version: {
                 "version": version,
                 "published": version in history.policies,
+                "sources": "ledger"
+                if version in history.policies
+                else "files"
+                if version in texts
+                else None,
                 "first_published_at": _when(history.policies.get(version)),
                 "published_by": _by(history.policies.get(version)),
             }

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -33,17 +34,33 @@ def why(task_id: str, as_json: bool) -> None:
     from arbiter.settings import load_settings
     from sovereign.output import emit_json
 
-    ledger = Ledger.from_settings(load_settings())
+    settings = load_settings()
+    ledger = Ledger.from_settings(settings)
     history = ledger.task_history(task_id)
     if history is None:
         raise InputError(
             f"no task {task_id} in the ledger; check the id `sovereign enqueue` printed"
         )
-    found = explanation(history)
+    found = explanation(history, _unpublished(history, settings.policy_path))
     if as_json:
         emit_json(found)
         return
     View(found, ledger.zone).show()
+
+
+def _unpublished(history: Any, path: Path) -> dict[str, dict[str, str]]:
+    """The policy files' sources, when a decision was made under them unpublished."""
+    missing = {d.policy_version for d in history.decisions} - set(history.policies) - {None}
+    if not missing:
+        return {}
+    from arbiter import load_policy
+    from arbiter.errors import PolicyError
+
+    try:
+        policy = load_policy([path])
+    except (PolicyError, OSError):
+        return {}
+    return {policy.version: dict(policy.sources)} if policy.version in missing else {}
 
 
 def _money(value: float | None) -> str:
@@ -86,7 +103,9 @@ class View:
         policies = [
             f"{v} (first published {self.when(p['first_published_at'])} by {p['published_by']})"
             if p["published"]
-            else f"{v} (never published: its sources are not in the ledger)"
+            else f"{v} (never published; the policy files hold it)"
+            if p["sources"] == "files"
+            else f"{v} (never published, and not the policy files: no source lines)"
             for v, p in f["policies"].items()
         ]
         fields(

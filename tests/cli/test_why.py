@@ -56,7 +56,7 @@ def line_of(text: str) -> int:
 class World:
     """A published policy, a gate over a real ledger, and the command line."""
 
-    def __init__(self, database_url: str, home: Path) -> None:
+    def __init__(self, database_url: str, home: Path, *, publish: bool = True) -> None:
         rules = home / "rules"
         rules.mkdir()
         (rules / "policy.arb").write_text(POLICY, encoding="utf-8")
@@ -64,7 +64,7 @@ class World:
         self.ledger = Ledger(database_url, prices=self.prices)
         self.ledger.upgrade()
         self.store = PolicyStore(rules, self.ledger, prices=self.prices)
-        self.version = self.store.publish_files("ann")
+        self.version = self.store.publish_files("ann") if publish else None
         self.gate = Gate(self.ledger, self.store.current, self.prices)
         self.env = {
             "SOVEREIGN_DATABASE_URL": database_url,
@@ -220,3 +220,19 @@ def test_why_an_unknown_task_is_one_sentence(world: World) -> None:
     assert err.strip() == (
         "error: no task no-such-task in the ledger; check the id `sovereign enqueue` printed"
     )
+
+
+def test_why_under_policy_files_that_were_never_published(tmp_path: Path) -> None:
+    world = World(f"sqlite:///{tmp_path / 'ledger.db'}", tmp_path, publish=False)
+    try:
+        assert world.ledger.active_policy() is None
+        assert world.admit("t-files", tags=["forbidden"]).verdict == "deny"
+        out, found = world.why("t-files")
+        (decision,) = found["decisions"]
+        version = decision["policy_version"]
+        assert found["policies"][version]["published"] is False
+        assert found["policies"][version]["sources"] == "files"
+        assert decision["fired"][0]["line"] == line_of("rule Forbidden priority 10 {")
+        assert f"{version} (never published; the policy files hold it)" in out
+    finally:
+        world.ledger.close()
