@@ -85,10 +85,14 @@ class Outbox:
             self._queue.put_nowait(item)
         except queue.Full:
             self.dropped += 1
-            log.warning(
-                "the alert queue is full (the webhook at %s is slow or down); an alert was dropped",
-                self.where,
-            )
+            # One line for the first drop and every hundredth: a flood would bury the log.
+            if self.dropped % 100 == 1:
+                log.warning(
+                    "the alert queue is full (the webhook at %s is slow or down); %d "
+                    "alert(s) dropped so far",
+                    self.where,
+                    self.dropped,
+                )
             return False
         return True
 
