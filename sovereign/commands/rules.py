@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from arbiter.errors import InputError, PolicyError
+from arbiter.errors import InputError, PolicyError, SovereignError
 
 
 def register(group: click.Group) -> None:
@@ -245,8 +245,9 @@ def rollback_command(version: str | None) -> None:
     """
     from sovereign.output import say
 
+    store = _store()
     try:
-        now, was = _store().rollback(version)
+        now, was = store.rollback(version)
     except PolicyError as exc:
         for d in exc.diagnostics:
             click.echo(d.format(), err=True)
@@ -256,3 +257,19 @@ def rollback_command(version: str | None) -> None:
         f"{now.published_by}; running gates pick it up within seconds",
         colour="green",
     )
+    try:
+        files = store.load_files().version
+    except SovereignError:
+        return  # files that do not check are never published at start-up either
+    if files != now.version:
+        # `sovereign up` publishes the files when it starts: they would undo the rollback.
+        how = (
+            f" (`sovereign rules diff {files} {now.version}` shows how)"
+            if files in store.ledger.policy_versions(files)
+            else ""
+        )
+        say(
+            f"note: the files under {store.path} still hold policy {files}, which "
+            f"`sovereign up` publishes when it starts; put them back as well{how}",
+            colour="yellow",
+        )

@@ -98,6 +98,11 @@ def test_history_diff_and_rollback(run: Cli) -> None:
     code, out, err = run("rules", "rollback")
     assert code == 0, err
     assert f"policy {v1} is active again (was {v2})" in out
+    assert out.splitlines()[1] == (
+        f"note: the files under {run.rules} still hold policy {v2}, which `sovereign up` "
+        f"publishes when it starts; put them back as well (`sovereign rules diff {v2} {v1}` "
+        "shows how)"
+    )
     assert run.active() == v1
 
     code, out, _ = run("rules", "history", "--json")
@@ -122,9 +127,9 @@ def test_history_diff_and_rollback(run: Cli) -> None:
     code, out, _ = run("rules", "diff", v1)
     assert code == 0 and out.strip() == f"policies {v1} and {v1} have the same sources"
 
-    # Rolling forward again by prefix.
+    # Rolling forward again by prefix: the files hold that version, so no note.
     code, out, _ = run("rules", "rollback", v2[:5])
-    assert code == 0 and run.active() == v2
+    assert code == 0 and run.active() == v2 and "note:" not in out
 
 
 def test_unknown_ambiguous_and_missing_versions_are_one_sentence(run: Cli) -> None:
