@@ -118,7 +118,9 @@ class PolicyStore:
                 f"above); {stays}",
             ) from None
         except PriceMissing as exc:
-            raise PriceMissing(f"policy {target.version} no longer checks: {exc}; {stays}") from None
+            raise PriceMissing(
+                f"policy {target.version} no longer checks: {exc}; {stays}"
+            ) from None
         self.ledger.publish_policy(target.version, dict(target.sources), published_by or _who())
         log.info("rolled back to policy %s (was %s)", target.version, active.version)
         with self._lock:
