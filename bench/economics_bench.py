@@ -66,6 +66,7 @@ from arbiter.ledger import Ledger, PriceTable  # noqa: E402
 from arbiter.usage import Usage  # noqa: E402
 from bench.common import write_results  # noqa: E402
 from tasks.kinds import KINDS, RESEARCH_SCHEMA  # noqa: E402
+from tasks.research import escalate_below  # noqa: E402
 from workers.fake import FakeBackend  # noqa: E402
 from workers.protocol import CompletionRequest  # noqa: E402
 
@@ -83,7 +84,6 @@ MIX: dict[str, tuple[float, int, int]] = {
 }
 CONFIDENTIAL_SHARE = 0.10
 FOLLOWUP_SHARE = 0.40
-ESCALATE_BELOW = 0.6  # the default policy's ESCALATE_BELOW
 CHARS_PER_TOKEN = 4
 WEEK = datetime(2026, 3, 9, 9, 0, tzinfo=UTC)  # a Monday
 TARGET_LOCAL_SHARE = 0.80
@@ -144,8 +144,9 @@ def text(rng: random.Random, n_tokens: int) -> str:
     return " ".join(out)
 
 
-def workload(n: int, seed: int, unsure: float) -> list[Planned]:
-    """``n`` tasks, spread over a working week in time order."""
+def workload(n: int, seed: int, unsure: float, threshold: float) -> list[Planned]:
+    """``n`` tasks, spread over a working week in time order; a share ``unsure`` of the
+    research briefs is less confident than ``threshold``."""
     rng = random.Random(seed)
     kinds = rng.choices(list(MIX), weights=[m[0] for m in MIX.values()], k=n)
     minutes = sorted(rng.randrange(5 * 24 * 60) for _ in range(n))
@@ -159,9 +160,9 @@ def workload(n: int, seed: int, unsure: float) -> list[Planned]:
             followup = rng.random() < FOLLOWUP_SHARE
             source, depth = ("followup", rng.choice((1, 2))) if followup else ("beat", 0)
             confidence = (
-                rng.uniform(0.2, ESCALATE_BELOW)
+                rng.uniform(0.2, threshold)
                 if rng.random() < unsure
-                else rng.uniform(0.6, 0.95)
+                else rng.uniform(threshold, 0.95)
             )
         plan.append(
             Planned(
@@ -296,13 +297,17 @@ class Runner:
             self.run.spend_by_kind[p.kind] = kind_spend + record.cost_usd
         return tier
 
-    def workload(self, plan: list[Planned], *, escalate: bool, keep_confidential: bool) -> Run:
+    def workload(
+        self, plan: list[Planned], *, threshold: float | None, keep_confidential: bool
+    ) -> Run:
+        """Run ``plan``; a local research brief under ``threshold`` escalates, as the
+        research loop does (``tasks/research.py``)."""
         for p in plan:
             self.clock.now = max(self.clock.now, p.at)
             self.run.tasks += 1
             tier = self.task(p, keep_confidential=keep_confidential)
-            unsure = p.confidence is not None and p.confidence < ESCALATE_BELOW
-            if escalate and tier == "local" and unsure:
+            unsure = threshold is not None and p.confidence is not None and p.confidence < threshold
+            if tier == "local" and unsure:
                 # The research loop submits the topic again; the policy decides where.
                 self.clock.now += timedelta(minutes=1)
                 self.run.escalations += 1
@@ -364,21 +369,22 @@ def main() -> None:
     parser.add_argument("--unsure", type=float, default=0.2, help="share of unsure local briefs")
     args = parser.parse_args()
     prices = PriceTable.load(ROOT / "rules" / "prices.toml")
-    plan = workload(args.tasks, args.seed, args.unsure)
+    default_policy = load_policy(ROOT / "rules")
+    threshold = escalate_below(default_policy)
+    if threshold is None:
+        raise SystemExit("rules/default.arb declares no ESCALATE_BELOW; nothing would escalate")
+    plan = workload(args.tasks, args.seed, args.unsure, threshold)
     runs = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         setups = [
-            ("default", load_policy(ROOT / "rules"), True, True),
-            ("all-cloud", load_policy_from_sources({"all-cloud.arb": ALL_CLOUD}), False, False),
-            ("frugal cloud", load_policy_from_sources({"frugal.arb": FRUGAL_CLOUD}), False, False),
+            ("default", default_policy, threshold, True),
+            ("all-cloud", load_policy_from_sources({"all-cloud.arb": ALL_CLOUD}), None, False),
+            ("frugal cloud", load_policy_from_sources({"frugal.arb": FRUGAL_CLOUD}), None, False),
         ]
-        for name, policy, escalate, keep in setups:
-            runs.append(
-                Runner(name, policy, prices, folder).workload(
-                    plan, escalate=escalate, keep_confidential=keep
-                )
-            )
+        for name, policy, below, keep in setups:
+            runner = Runner(name, policy, prices, folder)
+            runs.append(runner.workload(plan, threshold=below, keep_confidential=keep))
     default, baseline, frugal = runs
     ratio = default.cloud_spend_usd / baseline.cloud_spend_usd
     frugal_ratio = default.cloud_spend_usd / frugal.cloud_spend_usd
