@@ -9,6 +9,8 @@ to the second for good.
 
 It asks for token log-probabilities (``logprobs: true``) for the confidence of research
 briefs; a server that rejects the field is asked again without it, and never again.
+llama.cpp's ``llama-server`` and vLLM return them; llama-cpp-python's server returns none
+(it wants ``top_logprobs`` and a model loaded with ``logits_all`` as well).
 """
 
 from __future__ import annotations

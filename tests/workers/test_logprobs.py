@@ -147,3 +147,16 @@ def test_embedded_mean_matches_llama_cpp_own_logprobs(smollm2_path: Any) -> None
     # The last sampled token is never seen again by the processor.
     assert len(recorder._logprobs) == len(official) - 1
     assert recorder._logprobs == pytest.approx(official[:-1], abs=1e-4)
+
+
+@pytest.mark.inference
+def test_llama_cpp_python_server_answers_without_logprobs(llama_server: str) -> None:
+    """llama-cpp-python's server takes ``logprobs: true`` but returns them only when asked
+    for ``top_logprobs`` too and started with ``logits_all`` (dear: every token's logits
+    kept and the vocabulary sorted in Python). The answer comes, with no mean."""
+    backend = OpenAICompatBackend(llama_server, timeout_s=60)
+    done = backend.complete(
+        CompletionRequest.from_prompt("Say hi.", model="smollm2-135m", max_tokens=8)
+    )
+    assert done.text.strip()
+    assert done.logprob_mean is None
