@@ -106,7 +106,8 @@ def summary_entry(settings: Settings) -> dict[str, Any] | None:
 def register_alerts(app: Celery, slot: RuntimeSlot) -> None:
     """Register the daily summary task on ``app``."""
 
-    @app.task(name=DAILY_SUMMARY, ignore_result=True, send_events=False)
+    # Once a day: its result (the key it queued) is kept, for whoever asks.
+    @app.task(name=DAILY_SUMMARY, send_events=False)
     def daily_summary() -> dict[str, Any]:
         return queue_summary(slot.get())
 

@@ -124,7 +124,8 @@ def _cap(term: Expr, checked: CheckedPolicy) -> tuple[str, float, str] | None:
             continue
         ok, value = fold(limit_side, checked.consts)
         if ok and type(value) in (int, float):
-            return fact, float(value), op
+            # A count stays an int (a token cap of 100,000 is not 100,000.0).
+            return fact, value, op
     return None
 
 

@@ -31,14 +31,18 @@ def render(report: dict[str, Any]) -> None:
     if policy.get("error"):
         output.say(f"the policy does not load: {policy['error']}", colour="red")
     _kill_switch(report.get("kill_switch"))
+    output.say("")
     output.table(("part", "state", "detail"), _health_rows(report), title="health", colour_column=1)
     if "spend" not in report:
         output.say("the ledger does not answer: spend and work are unknown", colour="red")
         return
+    output.say("")
     output.table(("measure", "used", "cap", "used %", "rule"), _limit_rows(report), title="budget")
+    output.say("")
     output.table(("what", "count", "detail"), _work_rows(report), title="work")
     pending = report["approvals"]["tasks"]
     if pending:
+        output.say("")
         output.table(
             ("requested", "task", "kind", "why"),
             [(a["requested_at"][:16], a["task_id"], a["kind"], a["reason"]) for a in pending],
@@ -46,6 +50,7 @@ def render(report: dict[str, Any]) -> None:
         )
     blocked = report["blocked"]
     if blocked:
+        output.say("")
         output.table(
             ("at", "task", "verdict", "by", "reason"),
             [

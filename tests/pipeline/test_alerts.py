@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -120,3 +121,40 @@ def test_the_webhook_is_a_secret_in_settings(
     assert result.returncode == 1 and "SOVEREIGN_ALERT_WEBHOOK" in result.stderr
     assert SECRET not in result.stderr + result.stdout
     assert os.environ.get("SOVEREIGN_ALERT_WEBHOOK") is None
+
+
+def test_beat_schedules_the_daily_summary_at_the_configured_hour(
+    redis_url: str, make_stack: Callable[..., Stack], hook: WebhookServer
+) -> None:
+    from tasks.app import beat_schedule
+    from tasks.names import DAILY_SUMMARY, SUMMARY_ENTRY
+
+    stack = make_stack(redis_url)
+    assert SUMMARY_ENTRY not in beat_schedule(stack.settings)  # no webhook, no summary
+    stack.configure(alert_webhook=hook.url, summary_hour="7", timezone="Europe/Paris")
+    entry = beat_schedule(stack.settings)[SUMMARY_ENTRY]
+    assert entry["task"] == DAILY_SUMMARY and entry["schedule"].hour == {7}
+    assert entry["schedule"].minute == {0}
+    assert str(stack.app.conf.timezone) == "Europe/Paris"  # crontab hours are local
+
+
+def test_the_daily_summary_task_runs_on_a_worker_and_is_sent_once(
+    redis_url: str, make_stack: Callable[..., Stack], hook: WebhookServer
+) -> None:
+    from tasks.names import DAILY_SUMMARY
+
+    stack = _stack(make_stack, redis_url, hook.url, cap=1.0)
+    stack.start_worker("local")
+    submit("draft", "a poster", app=stack.app).result(timeout=60)
+    wait_for(lambda: any("a draft was queued" in t for t in hook.texts()), 30, "the Alert")
+    for _ in range(2):  # beat fired twice (a restart): one summary
+        queued = stack.app.send_task(DAILY_SUMMARY).get(timeout=30)
+        assert queued["queued"].startswith("summary:")
+    wait_for(lambda: any("daily summary" in t for t in hook.texts()), 30, "the summary")
+    # The worker's one outbox thread handles the second right after the first.
+    time.sleep(1.0)
+    summaries = [t for t in hook.texts() if "daily summary" in t]
+    assert [r.kind for r in stack.ledger.recent_alerts()].count("summary") == 1
+    assert len(summaries) == 1
+    assert "tasks today: 1 (1 succeeded)" in summaries[0]
+    assert "of a $1.00 cap (rule CloudDailyCap" in summaries[0]
