@@ -9,9 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic import command
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import inspect
 
+from arbiter import migrations
 from arbiter.errors import InputError
 from arbiter.ledger import Ledger
 from arbiter.ledger.notes import terms
@@ -195,3 +198,15 @@ def test_passages_follow_headings_and_stay_short() -> None:
     assert all(len(p.split()) <= MAX_WORDS + 3 for p in passages)
     assert split_passages("") == []
     assert split_passages("# Only a heading") == ["# Only a heading"]
+
+
+def test_migration_0014_goes_down_and_up_again(ledger: Ledger, folder: Path) -> None:
+    sync_notes(ledger, folder)
+    with ledger.engine.begin() as conn:
+        command.downgrade(migrations.alembic_config(conn), "0013")
+    names = set(inspect(ledger.engine).get_table_names())
+    assert not {n for n in names if n.startswith("notes")}
+    ledger.upgrade()
+    assert ledger.note_files() == {}
+    assert sync_notes(ledger, folder).added == 3
+    assert search_notes(ledger, "typefaces")[0].path == "fonts.md"
