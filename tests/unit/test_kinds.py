@@ -12,11 +12,12 @@ from tasks.kinds import KINDS, Job, make_job
 SETTINGS = load_settings({"SOVEREIGN_MAX_PROMPT_CHARS": "100"})
 
 
-def test_the_nine_kinds() -> None:
+def test_the_kinds() -> None:
     assert set(KINDS) == {
         "classify", "tag", "summarize", "research", "draft",
-        "code", "docs", "strategy", "deep_research",
+        "code", "docs", "strategy", "deep_research", "commit",
     }  # fmt: skip
+    assert [k for k, spec in KINDS.items() if spec.tool] == ["commit"], "no model call"
 
 
 def test_a_job_survives_the_message_round_trip() -> None:
