@@ -18,7 +18,8 @@ What happens to a topic the gate does not admit:
   the gate's own refusals such as ``confidential``): ``denied``, with the reason.
 - **Parked for approval**: ``waiting`` until a person decides.
 - **Throttled**: admitted with a delay, so ``running``.
-- **The kill switch is on**: the cycle submits nothing.
+- **The kill switch is on** (scope ``all``): the cycle submits nothing. A halt of the
+  topic's tier only: ``waiting`` for ten minutes.
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("sovereign.beat")
 
 NOTES_IN_PROMPT = 3
+# A topic refused by a halt (of its tier) is tried again after this.
+HALT_RETRY = timedelta(minutes=10)
 ADMITTED = ("proceed", "throttle", "approval")
 # The counters a new day (or month) starts at zero.
 DAILY = {
@@ -185,9 +188,10 @@ class ResearchCycle:
         ledger = runtime.ledger
         decision = exc.decision
         if decision is None or decision.verdict == "halt":
-            ledger.unclaim_topic(topic.id)
-            self._note("halted", f"research topic {topic.id} not queued ({exc}); it stays queued")
-            return Outcome(topic.id, "queued", job_id, str(exc))
+            # A halt of the topic's tier: look again in a while, not every tick.
+            ledger.hold_topic(topic.id, "waiting", str(exc), to_db(ledger.clock() + HALT_RETRY))
+            self._note("halted", f"research topic {topic.id} waits: {exc}")
+            return Outcome(topic.id, "waiting", job_id, str(exc))
         why = f"{decision.verdict} by {decision.decided_by}: {decision.reason}"
         until = self._lifted_at(runtime, runtime.policies.current(), job_id, decision.decided_by)
         if until is None:
