@@ -33,6 +33,10 @@ class Alert:
     key: str
     kind: str  # "halt", "cap", "alert", "poisoned" or "summary"
     text: str
+    # Claimed in the ledger before it is posted: news several processes may see (a cap, a
+    # halt, the summary). An Alert action's key is one task attempt's, decided in one
+    # process: it is only recorded after posting, one write instead of two.
+    claim: bool = True
 
 
 def worth_a_look(decision: Decision) -> bool:
@@ -81,7 +85,12 @@ def from_decision(
             key = f"alert:{fired.rule}:{task_id}:{attempt}"
             out.setdefault(
                 key,
-                Alert(key, "alert", f"🔔 sovereign: {message} (rule {fired.rule}, {task})"),
+                Alert(
+                    key,
+                    "alert",
+                    f"🔔 sovereign: {message} (rule {fired.rule}, {task})",
+                    claim=False,
+                ),
             )
         elif fired.action == "Deny" and fired.rule in by_rule:
             cap = by_rule[fired.rule]

@@ -41,6 +41,10 @@ class AlertLedger(Protocol):
 
     def finish_alert(self, key: str, *, sent: bool, attempts: int, error: str | None) -> None: ...
 
+    def record_alert(
+        self, key: str, kind: str, text: str, *, sent: bool, attempts: int, error: str | None
+    ) -> None: ...
+
 
 class Outbox:
     """Sends alerts to one webhook from a daemon thread; ``put`` never blocks."""
@@ -138,13 +142,14 @@ class Outbox:
                 self._queue.task_done()
 
     def deliver(self, alert: Alert) -> bool:
-        """Claim the alert's key, post it with retries, record the outcome; True if sent."""
+        """Claim the alert's key (unless it needs none), post it with retries, record the
+        outcome; True if sent."""
         if alert.key in self._seen:
             return False
         if len(self._seen) >= SEEN_MAX:
             self._seen.clear()
         self._seen.add(alert.key)
-        if self.ledger is not None:
+        if self.ledger is not None and alert.claim:
             try:
                 if not self.ledger.claim_alert(alert.key, alert.kind, alert.text):
                     return False  # another process sent it (or is sending it)
@@ -171,9 +176,19 @@ class Outbox:
             log.error("alert %s not sent after %d attempts: %s", alert.kind, attempt, error)
         if self.ledger is not None:
             try:
-                self.ledger.finish_alert(
-                    alert.key, sent=error is None, attempts=attempt, error=error
-                )
+                if alert.claim:
+                    self.ledger.finish_alert(
+                        alert.key, sent=error is None, attempts=attempt, error=error
+                    )
+                else:
+                    self.ledger.record_alert(
+                        alert.key,
+                        alert.kind,
+                        alert.text,
+                        sent=error is None,
+                        attempts=attempt,
+                        error=error,
+                    )
             except Exception as exc:
                 log.warning("could not record alert %s in the ledger: %s", alert.key, exc)
         return error is None

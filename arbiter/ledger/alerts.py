@@ -40,6 +40,33 @@ def claim(conn: Connection, key: str, kind: str, text: str, now: datetime) -> bo
     return conn.execute(statement.returning(_alerts.c.id)).first() is not None
 
 
+def record(
+    conn: Connection,
+    key: str,
+    kind: str,
+    text: str,
+    *,
+    sent: bool,
+    attempts: int,
+    error: str | None,
+    now: datetime,
+) -> None:
+    """Record a message already posted, in one write (one no other process can send)."""
+    insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_alerts)
+    conn.execute(
+        insert.values(
+            key=key,
+            kind=kind,
+            text=text,
+            status="sent" if sent else "failed",
+            attempts=attempts,
+            error=error,
+            created_at=now,
+            sent_at=now if sent else None,
+        ).on_conflict_do_nothing(index_elements=[_alerts.c.key])
+    )
+
+
 def finish(
     conn: Connection, key: str, *, sent: bool, attempts: int, error: str | None, now: datetime
 ) -> None:

@@ -677,6 +677,17 @@ class Ledger:
         with self.transaction() as conn:
             alerts.finish(conn, key, sent=sent, attempts=attempts, error=error, now=self.now())
 
+    def record_alert(
+        self, key: str, kind: str, text: str, *, sent: bool, attempts: int, error: str | None
+    ) -> None:
+        """Record an alert that was posted without a claim (one write)."""
+        from arbiter.ledger import alerts
+
+        with self.transaction() as conn:
+            alerts.record(
+                conn, key, kind, text, sent=sent, attempts=attempts, error=error, now=self.now()
+            )
+
     def recent_alerts(self, limit: int = 20) -> list[Any]:
         """The newest alert records first (``arbiter.ledger.alerts.AlertRecord``)."""
         from arbiter.ledger import alerts
