@@ -38,8 +38,8 @@ from arbiter.ledger.db import (
     create_ledger_engine,
     describe,
     normalise_url,
-    plain_connection,
     pg_autocommit,
+    plain_connection,
     serialized_connection,
     translate_errors,
 )
