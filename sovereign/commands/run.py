@@ -44,8 +44,21 @@ def preflight(settings: Settings) -> None:
     ledger = Ledger(settings.database_url, timezone=settings.timezone)
     ledger.upgrade()
     store = PolicyStore(settings.policy_path, ledger, prices=prices)
-    version = store.publish_files()
-    click.echo(f"policy {version} from {settings.policy_path} checks and is active")
+    files = store.load_files()
+    active = ledger.active_policy()
+    # The files go live when they hold a version the ledger has never seen (a first start,
+    # or edits made while stopped); a version published before, then replaced (by a
+    # rollback, say), does not come back by itself at a restart.
+    if active is None or str(files.version) not in ledger.policy_versions():
+        version = store.publish_files()
+        click.echo(f"policy {version} from {settings.policy_path} checks and is active")
+    elif active.version != files.version:
+        click.echo(
+            f"policy {active.version} is active; {settings.policy_path} holds {files.version}, "
+            "published before and since replaced (`sovereign rules publish` makes it active)"
+        )
+    else:
+        click.echo(f"policy {active.version} from {settings.policy_path} checks and is active")
     # The kill switch survives restarts: say so before anything starts.
     for line in ledger.halt_state().sentences():
         click.echo(f"kill switch: {line}")
