@@ -231,11 +231,12 @@ class ResearchCycle:
 
     def _note(self, reason: str, line: str) -> None:
         # One warning per reason and day; the rest at debug level.
-        key = (reason, datetime.now(UTC).date().isoformat())
+        today = datetime.now(UTC).date().isoformat()
+        key = (reason, today)
         if key in self._logged:
             log.debug("%s", line)
             return
-        self._logged.add(key)
+        self._logged = {k for k in self._logged if k[1] == today} | {key}
         log.warning("%s", line)
 
 

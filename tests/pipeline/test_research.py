@@ -49,8 +49,10 @@ rule DailyCloudCalls {{
 """
 
 
-def research_stack(make_stack: Callable[..., Stack], redis_url: str, batch: int = 3) -> Stack:
-    stack = make_stack(redis_url)
+def research_stack(
+    make_stack: Callable[..., Stack], redis_url: str, batch: int = 3, database_url: str = ""
+) -> Stack:
+    stack = make_stack(redis_url, database_url or None)
     (stack.home / "rules" / "policy.arb").write_text(POLICY, encoding="utf-8")
     stack.configure(research_batch=str(batch))
     return stack
@@ -221,9 +223,9 @@ def test_followups_stop_at_the_depth_cap_and_a_paraphrase_is_not_queued_twice(
 
 
 def test_the_daily_cap_halts_cloud_research_while_local_goes_on_and_waiting_writes_nothing(
-    redis_url: str, make_stack: Callable[..., Stack]
+    redis_url: str, database_url: str, make_stack: Callable[..., Stack]
 ) -> None:
-    stack = research_stack(make_stack, redis_url, batch=4)
+    stack = research_stack(make_stack, redis_url, batch=4, database_url=database_url)
     ledger = stack.ledger
     cloud = [ledger.add_topic(f"cloud matter {n}", tags=["cloud"], priority=5) for n in (1, 2)]
     local = [ledger.add_topic(f"local matter {n}") for n in (1, 2)]
