@@ -158,3 +158,28 @@ def test_the_daily_summary_task_runs_on_a_worker_and_is_sent_once(
     assert len(summaries) == 1
     assert "tasks today: 1 (1 succeeded)" in summaries[0]
     assert "of a $1.00 cap (rule CloudDailyCap" in summaries[0]
+
+
+FAKE_LOCAL = """
+strategy Routing returns Route {
+    when { task.confidential == true } then Local { provider: "fake", model: "fake" }
+    else Local { provider: "fake", model: "fake" }
+}
+"""
+
+
+def test_a_worker_that_poisons_a_task_alerts_from_its_own_process(
+    redis_url: str, make_stack: Callable[..., Stack], hook: WebhookServer
+) -> None:
+    from workers.fake import CRASH_MARKER
+
+    stack = make_stack(redis_url)
+    (stack.home / "rules" / "policy.arb").write_text(FAKE_LOCAL)
+    stack.configure(local_backend="fake", alert_webhook=hook.url)
+    stack.start_worker("local")
+    poison = submit("classify", f"{CRASH_MARKER} this input crashes the model", app=stack.app)
+    wait_for(lambda: any("is poisoned" in t for t in hook.texts()), 120, "the poisoned alert")
+    (text,) = [t for t in hook.texts() if "is poisoned" in t]
+    assert poison.task_id in text and "3 times" in text
+    assert (stack.ledger.task(poison.task_id) or {}).get("status") == "poisoned"
+    assert SECRET not in stack.log("local")

@@ -12,6 +12,7 @@ import pytest
 from arbiter.errors import TaskBlocked
 from sovereign.status_report import gather
 from tasks import submit
+from tests.alerts.webhook_server import SECRET
 from tests.pipeline.conftest import Stack, wait_for
 from workers.probe import LocalProbe
 
@@ -101,3 +102,13 @@ def test_status_json_matches_the_ledger(
         assert any(line.startswith(heading) for line in lines), heading
     assert "HALTED" in text and "the quarterly audit" in text
     assert "CloudDailyCap" in text and "\x1b[" not in text  # plain in a pipe
+
+    # Through the command line, with a webhook configured: shown by its host only.
+    stack.configure(alert_webhook=f"https://hooks.example.com/services/{SECRET}")
+    result = stack.sovereign("status", "--json")
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert set(data) == FIELDS and data["kill_switch"]["halted"] is True
+    assert data["webhook"] == {"configured": True, "where": "https://hooks.example.com/…"}
+    assert SECRET not in result.stdout + result.stderr
+    assert data["approvals"]["pending"] == 1 and data["poisoned"]["count"] == 1
