@@ -195,6 +195,9 @@ def test_followups_stop_at_the_depth_cap_and_a_paraphrase_is_not_queued_twice(
         "ASK:Is_bronze_lettering_durable ASK:is_BRONZE_lettering__durable!!",
         priority=1,
     )
+    # Researched after the first root (one local worker takes them in turn): it proposes
+    # a paraphrase of a follow-up the first one queued.
+    later = ledger.add_topic("bronze care ASK:Does_bronze_lettering_hold_up_over_time", priority=-2)
     stack.start_worker("local")
     cycle = ResearchCycle(stack.app)
 
@@ -209,6 +212,10 @@ def test_followups_stop_at_the_depth_cap_and_a_paraphrase_is_not_queued_twice(
     texts = [t.text for t in topics]
     # Same text up to case and punctuation: queued once; same meaning: not queued.
     assert texts.count("Is bronze lettering durable") == 1
+    wait_for(lambda: ledger.topic(later).status == "done", 60, "the later topic's brief")
+    proposed = ledger.brief_records(later)[0].follow_ups
+    assert proposed == ["Does bronze lettering hold up over time"]
+    assert "Does bronze lettering hold up over time" not in [t.text for t in ledger.topics()]
     assert not [t for t in texts if "open-source fonts" in t]
     first = [t for t in topics if t.parent_id == root]
     assert len(first) == 3 and all(t.depth == 1 for t in first)
