@@ -16,6 +16,8 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from arbiter.ledger.models import NoteFile, NotePassage, table
 
@@ -96,20 +98,28 @@ def put(
     passages: Sequence[str],
     now: datetime,
 ) -> None:
-    """Index ``entry`` with ``passages``, replacing whatever the index had for its path."""
-    _drop(conn, [entry.path])
+    """Index ``entry`` with ``passages``, replacing whatever the index had for its path.
+
+    The file row is an upsert, so two syncs indexing the same new file at once (beat and
+    ``sovereign notes sync``) end with one row and the later one's passages, not a
+    unique-key error.
+    """
+    values = {
+        "path": entry.path,
+        "mtime_ns": entry.mtime_ns,
+        "size": entry.size,
+        "sha256": entry.sha256,
+        "skipped": entry.skipped,
+        "indexed_at": now,
+    }
+    upsert = pg_insert(FILES) if conn.dialect.name == "postgresql" else sqlite_insert(FILES)
     file_id = conn.execute(
-        insert(FILES)
-        .values(
-            path=entry.path,
-            mtime_ns=entry.mtime_ns,
-            size=entry.size,
-            sha256=entry.sha256,
-            skipped=entry.skipped,
-            indexed_at=now,
-        )
+        upsert.values(**values)
+        .on_conflict_do_update(index_elements=[FILES.c.path], set_=values)
         .returning(FILES.c.id)
     ).scalar_one()
+    # Passages by statement: SQLite's FTS5 triggers must see each delete.
+    conn.execute(delete(PASSAGES).where(PASSAGES.c.file_id == file_id))
     if passages:
         conn.execute(
             insert(PASSAGES),
@@ -124,10 +134,7 @@ def touch(conn: Connection, path: str, mtime_ns: int, size: int) -> None:
 
 def drop(conn: Connection, paths: Iterable[str]) -> None:
     """Forget files (and their passages)."""
-    _drop(conn, list(paths))
-
-
-def _drop(conn: Connection, paths: list[str]) -> None:
+    paths = list(paths)
     if not paths:
         return
     ids = select(FILES.c.id).where(FILES.c.path.in_(paths)).scalar_subquery()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -210,3 +211,37 @@ def test_migration_0014_goes_down_and_up_again(ledger: Ledger, folder: Path) -> 
     assert ledger.note_files() == {}
     assert sync_notes(ledger, folder).added == 3
     assert search_notes(ledger, "typefaces")[0].path == "fonts.md"
+
+
+def test_two_syncs_indexing_one_new_file_at_once_leave_one_row(ledger: Ledger) -> None:
+    """The second writer waits for the first (SQLite's write lock, PostgreSQL's unique
+    index) and then replaces its passages, rather than failing on the path's key."""
+    from datetime import datetime
+
+    from arbiter.ledger import notes
+
+    entry = notes.IndexedFile("race.md", 1, 10, "a" * 64, None)
+    first_in = threading.Event()
+    errors: list[BaseException] = []
+
+    def second() -> None:
+        first_in.wait(10)
+        try:
+            with ledger.transaction() as conn:
+                notes.put(conn, entry, ["second passage about kilns"], datetime(2026, 1, 1))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with ledger.transaction() as conn:
+        notes.put(conn, entry, ["first passage about glazes"], datetime(2026, 1, 1))
+        first_in.set()
+        thread.join(0.5)  # the second is blocked behind this transaction
+        assert thread.is_alive()
+    thread.join(10)
+    assert not errors
+    assert list(ledger.note_files()) == ["race.md"]
+    assert [h.text for h in ledger.search_notes("kilns glazes", k=5)] == [
+        "second passage about kilns"
+    ]
