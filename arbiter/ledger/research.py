@@ -232,6 +232,14 @@ def escalate(conn: Connection, topic_id: int, local_confidence: float, brief_id:
     )
 
 
+def _in_flight() -> Any:
+    """Topics whose task may still write a brief: running, or parked for a person."""
+    return or_(
+        _topics.c.status == "running",
+        and_(_topics.c.status == "waiting", _topics.c.wait_until.is_(None)),
+    )
+
+
 def _lost(now: datetime) -> Any:
     """A claim whose task never reached the gate: no task row, long after the claim."""
     task = select(_tasks.c.id).where(_tasks.c.id == _topics.c.task_id)
@@ -247,25 +255,20 @@ def reconcile_needed(conn: Connection, now: datetime) -> bool:
     ended = (
         select(_topics.c.id)
         .join(_tasks, _tasks.c.id == _topics.c.task_id)
-        .where(
-            _topics.c.status == "running",
-            _tasks.c.status.in_(("failed", "poisoned", "blocked")),
-        )
+        .where(_in_flight(), _tasks.c.status.in_(("failed", "poisoned", "blocked")))
     )
     lost = select(_topics.c.id).where(_lost(now))
     return conn.execute(ended.union_all(lost).limit(1)).first() is not None
 
 
 def reconcile(conn: Connection, now: datetime) -> int:
-    """End running topics whose task ended without a brief (failed, poisoned, refused on a
-    later attempt), and queue again claims that never reached the gate; returns how many."""
+    """End topics whose task ended without a brief (failed, poisoned, refused on a later
+    attempt, its approval rejected), and queue again claims that never reached the gate;
+    returns how many."""
     rows = conn.execute(
         select(_topics.c.id, _tasks.c.status, _tasks.c.error)
         .join(_tasks, _tasks.c.id == _topics.c.task_id)
-        .where(
-            _topics.c.status == "running",
-            _tasks.c.status.in_(("failed", "poisoned", "blocked")),
-        )
+        .where(_in_flight(), _tasks.c.status.in_(("failed", "poisoned", "blocked")))
     ).all()
     for row in rows:
         status = "denied" if row.status == "blocked" else "failed"

@@ -42,6 +42,10 @@ rule ResearchDepth {{
     then Deny {{ reason: "research is deep enough" }}
 }}
 
+rule ReviewFirst {{
+    when {{ "review" in task.tags }} then RequireApproval {{ reason: "a person reads it first" }}
+}}
+
 rule DailyCloudCalls {{
     when {{ route.tier == "cloud" and budget.daily_cloud_calls >= DAILY_CLOUD_CALLS }}
     then Deny {{ reason: "the daily number of cloud calls is reached" }}
@@ -384,3 +388,34 @@ def test_a_real_local_model_answers_research_through_the_whole_flow(
         assert calls[1] is not None, "the repair was asked, and billed"
         row = ledger.task(found.task_id)
         assert row["status"] == "failed" and row["result"]["text"] == calls[1].result["text"]
+
+
+def test_a_topic_parked_for_approval_waits_for_the_person(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url)
+    ledger = stack.ledger
+    granted = ledger.add_topic("client archive audit", tags=["review"], priority=1)
+    rejected = ledger.add_topic("client pricing audit", tags=["review"])
+    cycle = ResearchCycle(stack.app)
+    outcomes = cycle.run()
+    assert [o.status for o in outcomes] == ["waiting", "waiting"]
+    for topic_id in (granted, rejected):
+        topic = ledger.topic(topic_id)
+        assert topic.wait_until is None and "a person reads it first" in (topic.reason or "")
+    assert cycle.run() == [], "not submitted again while it waits"
+
+    no = stack.sovereign("reject", outcomes[1].task_id or "", "--note", "not now")
+    assert no.returncode == 0, no.stderr
+    yes = stack.sovereign("approve", outcomes[0].task_id or "")
+    assert yes.returncode == 0, yes.stderr
+    stack.start_worker("local")
+    run_until(
+        cycle,
+        lambda: (
+            ledger.topic(granted).status == "done" and ledger.topic(rejected).status == "denied"
+        ),
+        "the approved research and the rejected one",
+    )
+    assert "approval rejected" in (ledger.topic(rejected).reason or "")
+    assert calls_with(stack, "client pricing audit") == []
