@@ -412,7 +412,8 @@ class NotePassage(Base):
     """One passage of a note (a heading's paragraphs, a few hundred words at most).
 
     Its full-text index is outside the models: an FTS5 table over ``text`` on SQLite, a
-    GIN index on its tsvector on PostgreSQL (migration 0014, ``arbiter.ledger.notes``).
+    GIN index on a stored tsvector column on PostgreSQL (migration 0014,
+    ``arbiter.ledger.notes``).
     """
 
     __tablename__ = "notes_passages"

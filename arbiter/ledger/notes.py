@@ -1,8 +1,8 @@
 """The notes index in the ledger: files, their passages, and full-text search over them.
 
 SQLite ranks with FTS5's BM25 (``bm25()``, porter stemming, unicode61 with diacritics
-removed); PostgreSQL with ``ts_rank_cd`` over ``to_tsvector('english', text)``, which a
-GIN index serves (migration 0014). A query is first reduced to plain word terms, so no
+removed); PostgreSQL with ``ts_rank_cd`` over the passages' stored
+``to_tsvector('english', text)`` column, which a GIN index serves (migration 0014). A query is first reduced to plain word terms, so no
 user text can be read as FTS syntax; passages match any of the terms and rank by how many
 and how rare.
 """
@@ -25,7 +25,7 @@ FILES = table(NoteFile)
 PASSAGES = table(NotePassage)
 
 # The full-text index objects that are not models (the model comparison leaves them out).
-FTS_OBJECTS = frozenset({"notes_fts", "ix_notes_passages_fts"})
+FTS_OBJECTS = frozenset({"notes_fts", "ix_notes_passages_fts", "search_vector"})
 MAX_TERMS = 32
 # Words that say nothing about a topic; both engines would match (or drop) them anyway.
 STOPWORDS = frozenset({
@@ -169,13 +169,14 @@ def _search_sqlite(conn: Connection, words: Sequence[str], k: int) -> list[Hit]:
 
 
 def _search_postgres(conn: Connection, words: Sequence[str], k: int) -> list[Hit]:
-    # websearch_to_tsquery never raises; "a or b" is its spelling of a disjunction.
+    # websearch_to_tsquery never raises; "a or b" is its spelling of a disjunction. The
+    # passages' stored tsvector (migration 0014) carries the GIN index.
     rows = conn.execute(
         text(
-            "SELECT f.path, p.text, ts_rank_cd(to_tsvector('english', p.text), q) AS rank "
-            "FROM notes_passages p JOIN notes_files f ON f.id = p.file_id, "
-            "websearch_to_tsquery('english', :query) AS q "
-            "WHERE to_tsvector('english', p.text) @@ q "
+            "SELECT f.path, p.text, ts_rank_cd(p.search_vector, q.query) AS rank "
+            "FROM (SELECT websearch_to_tsquery('english', :query) AS query) AS q "
+            "JOIN notes_passages p ON p.search_vector @@ q.query "
+            "JOIN notes_files f ON f.id = p.file_id "
             "ORDER BY rank DESC, p.id LIMIT :k"
         ),
         {"query": " or ".join(words), "k": k},

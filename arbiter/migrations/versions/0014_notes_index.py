@@ -2,7 +2,7 @@
 
 Two tables (files and their passages) and a full-text index over the passages: on
 SQLite an external-content FTS5 table kept in step by triggers, on PostgreSQL a GIN index
-on the passages' tsvector. Neither index is a SQLAlchemy model; the migrations' model
+on the passages' stored tsvector column. Neither index is a SQLAlchemy model; the migrations' model
 comparison leaves them out (``arbiter.ledger.notes.include_object``).
 
 Revision ID: 0014
@@ -37,9 +37,13 @@ SQLITE_INDEX = [
         INSERT INTO notes_fts(rowid, text) VALUES (new.id, new.text);
     END""",
 ]
-POSTGRES_INDEX = (
-    "CREATE INDEX ix_notes_passages_fts ON notes_passages USING gin (to_tsvector('english', text))"
-)
+# The tsvector is stored (a generated column) so ranking reads it instead of parsing
+# every matching passage again.
+POSTGRES_INDEX = [
+    "ALTER TABLE notes_passages ADD COLUMN search_vector tsvector "
+    "GENERATED ALWAYS AS (to_tsvector('english', text)) STORED",
+    "CREATE INDEX ix_notes_passages_fts ON notes_passages USING gin (search_vector)",
+]
 
 
 def upgrade() -> None:
@@ -75,7 +79,8 @@ def upgrade() -> None:
         for statement in SQLITE_INDEX:
             op.execute(statement)
     else:
-        op.execute(POSTGRES_INDEX)
+        for statement in POSTGRES_INDEX:
+            op.execute(statement)
 
 
 def downgrade() -> None:
@@ -86,6 +91,7 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS notes_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_notes_passages_fts")
+        op.execute("ALTER TABLE notes_passages DROP COLUMN IF EXISTS search_vector")
     op.drop_index("ix_notes_passages_file_id", table_name="notes_passages")
     op.drop_table("notes_passages")
     op.drop_table("notes_files")
