@@ -119,6 +119,7 @@ class ResearchCycle:
             if ledger.is_halted():
                 self._note("halted", "the kill switch is on; no research is submitted")
                 return []
+            self._retries_refused(runtime)
             ledger.reconcile_topics()
             topics = ledger.claim_topics(runtime.settings.research_batch)
         except SovereignError as exc:
@@ -129,6 +130,24 @@ class ResearchCycle:
             return []
         self._sync_notes(runtime)
         return [self._submit(runtime, topic) for topic in topics]
+
+    def _retries_refused(self, runtime: Runtime) -> None:
+        """A retry or repair the gate denied by a daily cap: the topic waits for the day
+        that lifts it (then runs as a new task); other refusals end it as denied."""
+        ledger = runtime.ledger
+        for topic_id, task_id in ledger.refused_topics():
+            recorded = ledger.decisions(task_id)
+            last = recorded[-1] if recorded else None
+            if last is None or last.verdict != "deny":
+                continue  # a rejected approval or a halt: reconcile ends it
+            policy = runtime.policies.current()
+            until = self._lifted_at(runtime, policy, task_id, last.decided_by)
+            if until is not None:
+                why = f"{last.verdict} by {last.decided_by}: {last.reason}"
+                ledger.hold_topic(topic_id, "waiting", why, until)
+                self._note(
+                    why, f"research topic {topic_id} waits until {until:%Y-%m-%d %H:%M} UTC ({why})"
+                )
 
     def _sync_notes(self, runtime: Runtime) -> None:
         """Bring the notes index in step with the folder before it is searched (a stat

@@ -587,6 +587,11 @@ class Ledger:
         with self.transaction() as conn:
             research.settle(conn, topic_id, status, reason, wait_until)
 
+    def refused_topics(self) -> list[tuple[int, str]]:
+        """Running topics whose task a later attempt's admission refused."""
+        with self.reading() as conn:
+            return research.refused(conn)
+
     def reconcile_topics(self) -> int:
         """End running topics whose task ended without a brief; returns how many changed."""
         with self.reading() as conn:

@@ -250,6 +250,17 @@ def _lost(now: datetime) -> Any:
     )
 
 
+def refused(conn: Connection) -> list[tuple[int, str]]:
+    """Running topics whose task a later attempt's admission refused (a retry or a repair
+    the gate denied): ``(topic id, task id)``, for beat to judge whether they wait."""
+    rows = conn.execute(
+        select(_topics.c.id, _tasks.c.id)
+        .join(_tasks, _tasks.c.id == _topics.c.task_id)
+        .where(_topics.c.status == "running", _tasks.c.status == "blocked")
+    ).all()
+    return [(int(topic_id), str(task_id)) for topic_id, task_id in rows]
+
+
 def reconcile_needed(conn: Connection, now: datetime) -> bool:
     """Whether ``reconcile`` would change anything (a read, so idle ticks write nothing)."""
     ended = (

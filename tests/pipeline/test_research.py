@@ -419,3 +419,28 @@ def test_a_topic_parked_for_approval_waits_for_the_person(
     )
     assert "approval rejected" in (ledger.topic(rejected).reason or "")
     assert calls_with(stack, "client pricing audit") == []
+
+
+def test_a_repair_refused_by_a_daily_cap_leaves_its_topic_waiting_for_the_next_day(
+    redis_url: str, make_stack: Callable[..., Stack]
+) -> None:
+    stack = research_stack(make_stack, redis_url)
+    ledger = stack.ledger
+    topic = ledger.add_topic("INVALID:1 cloud kiosk study", tags=["cloud"])
+    stack.start_worker("cloud")
+    cycle = ResearchCycle(stack.app)
+    [first] = cycle.run()
+    assert first.status == "running"
+    # The first answer is billed (the day's one cloud call); its repair is refused.
+    wait_for(
+        lambda: (ledger.task(first.task_id or "") or {}).get("status") == "blocked",
+        60,
+        "the repair's refusal",
+    )
+    assert [d.verdict for d in ledger.decisions(first.task_id)] == ["proceed", "deny"]
+    assert cycle.run() == []
+    waiting = ledger.topic(topic)
+    assert waiting.status == "waiting" and waiting.wait_until is not None
+    assert "DailyCloudCalls" in (waiting.reason or "")
+    assert cycle.run() == [], "not tried again before the next day"
+    assert len(calls_with(stack, "INVALID:1 cloud kiosk study")) == 1
