@@ -256,7 +256,11 @@ def register_complete(app: Celery, slot: RuntimeSlot) -> None:
         except RepairNeeded as repair:
             # The repair is the next attempt: through the gate, reserved and billed anew.
             raise self.retry(
-                kwargs={"job": repair.job.to_message(), "attempt": attempt + 1, "approved": approved},
+                kwargs={
+                    "job": repair.job.to_message(),
+                    "attempt": attempt + 1,
+                    "approved": approved,
+                },
                 countdown=0,
                 shadow=parsed.kind,
             ) from None

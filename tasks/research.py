@@ -155,9 +155,7 @@ def judge(answer: BriefAnswer, notes: Sequence[str], logprob_mean: Any) -> Judge
     from tasks.confidence import score
 
     mean = float(logprob_mean) if isinstance(logprob_mean, int | float) else None
-    found = score(
-        answer.confidence, list(answer.sources), mean, known_sources=list(notes) or None
-    )
+    found = score(answer.confidence, list(answer.sources), mean, known_sources=list(notes) or None)
     signals = dict(found.to_dict(), notes_given=list(notes))
     return Judged(round(found.value, 4), signals)
 

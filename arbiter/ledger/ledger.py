@@ -567,6 +567,7 @@ class Ledger:
         """Everything the ledger holds about a task (``sovereign why``), or None."""
         with self.reading() as conn:
             return explain.read(conn, task_id)
+
     # --- research loop (issue 12): topics, beat's cycles, briefs ---------------------------
 
     def claim_topics(self, limit: int) -> list[Topic]:
@@ -606,9 +607,7 @@ class Ledger:
         with self.transaction() as conn:
             return research.record(conn, now=self.now(), **brief)
 
-    def fail_research(
-        self, task_id: str, attempt: int, topic_id: int | None, reason: str
-    ) -> None:
+    def fail_research(self, task_id: str, attempt: int, topic_id: int | None, reason: str) -> None:
         """Fail a research task whose answer could not be read as a brief (its call was
         settled: nothing is released) and its topic."""
         now = self.now()

@@ -262,9 +262,7 @@ class ResearchTopic(Base):
     task_id: Mapped[str | None] = mapped_column(String(64))  # its latest research task
     # Queued again as an escalation: the local brief's confidence and id.
     local_confidence: Mapped[float | None] = mapped_column(Float)
-    escalate_from: Mapped[int | None] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite")
-    )
+    escalate_from: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class ResearchBrief(Base):
@@ -290,9 +288,7 @@ class ResearchBrief(Base):
     model: Mapped[str | None] = mapped_column(String(128))
     tier: Mapped[str | None] = mapped_column(String(16))
     # An escalated brief points at the local brief it was escalated from.
-    escalated_from: Mapped[int | None] = mapped_column(
-        BigInteger().with_variant(Integer, "sqlite")
-    )
+    escalated_from: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
 
 
 class PublishedPolicy(Base):
