@@ -135,4 +135,6 @@ def test_submit_and_the_cli_find_the_stack_from_another_folder(deployment: Deplo
     env = dict(deployment.env, PYTHONPATH=str(ROOT), SOVEREIGN_HOME=str(deployment.root))
     status = deployment.run("-m", "sovereign", "status", outcome["task_id"], env=env, cwd=Path("/"))
     assert status.returncode == 0, status.stderr
-    assert status.stdout.startswith(f"task {outcome['task_id']}: succeeded")
+    lines = status.stdout.splitlines()
+    assert lines[0] == f"task {outcome['task_id']} (summarize)"
+    assert lines[1].split() == ["status", "succeeded"]
