@@ -8,9 +8,10 @@ aligned columns with no escape codes. ``--json`` output never comes through here
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import click
@@ -130,6 +131,17 @@ def progress(items: Sequence[T], description: str) -> Iterator[T]:
     from rich.progress import track
 
     yield from track(items, description=description, total=len(items))
+
+
+@contextlib.contextmanager
+def activity(text: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with a line of text on a terminal; yields the function that changes the
+    text. Off a terminal it shows nothing."""
+    if not interactive():
+        yield lambda _text: None
+        return
+    with _console().status(_escape(text)) as spinner:
+        yield lambda new: spinner.update(_escape(new))
 
 
 def emit_json(data: Any) -> None:

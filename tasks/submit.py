@@ -37,6 +37,10 @@ class Handle:
     def verdict(self) -> str:
         return self.decision.verdict if self.decision is not None else "proceed"
 
+    def done(self) -> bool:
+        """Whether the task has finished (succeeded or failed); never blocks."""
+        return self._async is not None and bool(self._async.ready())
+
     def result(self, timeout: float | None = None) -> dict[str, Any]:
         """Wait for the task and return its result record; a failure raises TaskFailed."""
         if self.parked or self._async is None:

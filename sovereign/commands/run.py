@@ -512,7 +512,7 @@ def enqueue(
     error: str | None = None
     if wait and not handle.parked:
         try:
-            result = handle.result(timeout=timeout)
+            result = _wait(handle, timeout, show=not as_json)
         except TaskFailed as exc:
             error = str(exc)
     if as_json:
@@ -524,6 +524,27 @@ def enqueue(
         if not as_json:
             click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+def _wait(handle: Any, timeout: float, *, show: bool) -> dict[str, Any]:
+    """The task's result; on a terminal, a spinner follows its state in the ledger."""
+    from arbiter.ledger import Ledger
+    from sovereign import output
+
+    if not (show and output.interactive()):
+        return dict(handle.result(timeout=timeout))
+    ledger = Ledger.from_settings(load_settings())
+    deadline = time.monotonic() + timeout
+    with output.activity(f"task {handle.task_id}: queued") as say:
+        while not handle.done() and time.monotonic() < deadline:
+            row = ledger.task(handle.task_id) or {}
+            where = f" on {row['worker']}" if row.get("worker") else ""
+            say(
+                f"task {handle.task_id}: {row.get('status', 'queued')}"
+                f" (attempt {row.get('attempt', 1)}){where}"
+            )
+            time.sleep(0.5)
+    return dict(handle.result(timeout=max(0.1, deadline - time.monotonic())))
 
 
 def _read_stdin() -> str:
