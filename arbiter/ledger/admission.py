@@ -174,6 +174,9 @@ class PgAdmissionTx(AdmissionTx):
             self._raw.execute("COMMIT")
 
     def rollback(self) -> None:
-        if self._begun:
+        """End a failed admission; a connection the server dropped leaves the pool."""
+        if self._raw.closed:
+            self.conn.invalidate()
+        elif self._begun:
             with contextlib.suppress(PgError):
                 self._raw.execute("ROLLBACK")

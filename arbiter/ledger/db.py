@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL
 
@@ -202,6 +203,8 @@ def translate_errors(url: URL) -> Iterator[None]:
         yield
     except (exc.OperationalError, exc.InterfaceError) as error:
         raise LedgerUnavailable(_sentence(url, error.orig)) from None
+    except psycopg.OperationalError as error:  # the admission's own statements (driver level)
+        raise LedgerUnavailable(_sentence(url, error)) from None
 
 
 def _sentence(url: URL, error: BaseException | None) -> str:

@@ -158,10 +158,10 @@ class Ledger:
                 tx = PgAdmissionTx(conn)
                 try:
                     yield tx
+                    tx.commit()
                 except BaseException:
                     tx.rollback()
                     raise
-                tx.commit()
             return
         with self.serialized() as conn:
             yield AdmissionTx(conn)

@@ -213,3 +213,33 @@ def test_a_parked_admission_keeps_its_rows_in_order(ledger: Ledger) -> None:
     assert admission.decision.verdict == "approval"
     assert [r.task_id for r in ledger.approvals("pending")] == ["parked"]
     assert ledger.task("parked") is not None
+
+
+def test_a_dropped_postgres_connection_is_one_sentence_and_leaves_the_pool(
+    postgres_url: str, postgres_server: str
+) -> None:
+    """The server ends the gate's connection between two admissions: the next admission
+    says the ledger cannot be reached (no driver traceback), and the one after runs on a
+    new connection."""
+    import sqlalchemy as sa
+
+    from arbiter.errors import LedgerUnavailable
+
+    ledger = Ledger(postgres_url)
+    ledger.upgrade()
+    gate = gate_with(ledger, HOSTILE)
+    gate.admit(request("before"))
+    database = postgres_url.rsplit("/", 1)[1]
+    admin = sa.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :d"),
+            {"d": database},
+        )
+    admin.dispose()
+    with pytest.raises(LedgerUnavailable, match="cannot reach the ledger database"):
+        gate.admit(request("dropped"))
+    assert gate.admit(request("after")).decision.verdict == "proceed"
+    assert ledger.task("dropped") is None
+    assert [d.verdict for d in ledger.decisions("after")] == ["proceed"]
+    ledger.close()
