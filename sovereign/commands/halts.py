@@ -43,8 +43,11 @@ def _work(scope: str) -> str:
 @click.option("--reason", default="halted by an operator", show_default=True)
 def halt(scope: str, reason: str) -> None:
     """Turn the kill switch on: nothing new starts in the scope until `resume`."""
-    in_flight = _ledger().set_halt(scope, True, reason, user())
+    ledger = _ledger()
+    who = user()
+    in_flight = ledger.set_halt(scope, True, reason, who)
     output.say(f"halted {_work(scope)}: {reason}", colour="red")
+    _alert(ledger, scope, reason, who)
     if in_flight:
         ids = ", ".join(task_id for task_id, _, _ in in_flight)
         output.say(f"  {len(in_flight)} call(s) already in flight finish: {ids}")
@@ -61,15 +64,36 @@ def resume(scope: str | None) -> None:
     """Turn the kill switch off, and send again the queued tasks it held back."""
     ledger = _ledger()
     on = ledger.halt_state().names
-    for name in [scope] if scope else on:
+    cleared = [name for name in on if scope in (None, name)]
+    for name in cleared:
         ledger.set_halt(name, False, None, user())
-    cleared = scope or (", ".join(on) if on else None)
-    output.say(f"resumed {cleared}" if cleared else "nothing was halted", colour="green")
+    if cleared:
+        output.say(f"resumed {', '.join(cleared)}", colour="green")
+    else:
+        output.say(f"{_work(scope)} was not halted" if scope else "nothing was halted")
     waiting = ledger.halted_tasks()
     if waiting:
         _send_again(ledger, len(waiting))
     for line in ledger.halt_state().sentences():
         output.say(f"  still: {line}", colour="red")
+
+
+def _alert(ledger: Any, scope: str, reason: str, who: str) -> None:
+    """Tell the webhook, when one is configured, that an operator halted work; waits a few
+    seconds for the post, and says so when the webhook did not take it."""
+    settings = load_settings()
+    if settings.alert_webhook is None:
+        return
+    from arbiter.alerts import Alert, Outbox
+
+    day = ledger.clock().astimezone(ledger.zone).date()
+    text = (
+        f"🛑 {who} halted {_work(scope)}: {reason}. `sovereign resume --scope {scope}` clears it."
+    )
+    outbox = Outbox(settings.alert_webhook.get_secret_value(), ledger)
+    outbox.put(Alert(f"halt:{day}:operator:{scope}:{reason}", "halt", text))
+    if not outbox.flush(outbox.exit_wait_s) or outbox.failed:
+        output.say(f"  the alert to {outbox.where} is not sent yet (the webhook is slow or down)")
 
 
 def _send_again(ledger: Any, count: int) -> None:

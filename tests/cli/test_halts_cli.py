@@ -11,6 +11,7 @@ from arbiter.ledger import Ledger
 from arbiter.settings import load_settings
 from sovereign.cli import cli
 from sovereign.commands.run import _halt_lines
+from tests.alerts.webhook_server import SECRET, WebhookServer
 from tests.conftest import ROOT
 
 
@@ -53,6 +54,7 @@ def test_halt_and_resume_by_scope(env: dict[str, str]) -> None:
         assert (code, out) == (0, "resumed local\n")
         assert not ledger.halt_state().halted and _halt_lines(load_settings(env)) == []
         assert run(env, "resume")[1] == "nothing was halted\n"
+        assert run(env, "resume", "--scope", "cloud") == (0, "cloud work was not halted\n")
     finally:
         ledger.close()
 
@@ -60,3 +62,35 @@ def test_halt_and_resume_by_scope(env: dict[str, str]) -> None:
 def test_an_unknown_scope_is_a_usage_error(env: dict[str, str]) -> None:
     code, out = run(env, "halt", "--scope", "gpu")
     assert code == 2 and "'gpu' is not one of 'all', 'cloud', 'local'" in out
+
+
+def test_an_operators_halt_is_posted_to_the_webhook(env: dict[str, str]) -> None:
+    hook = WebhookServer().start()
+    try:
+        env = {**env, "SOVEREIGN_ALERT_WEBHOOK": hook.url}
+        code, out = run(env, "halt", "--scope", "cloud", "--reason", "provider incident")
+        assert code == 0 and "not sent" not in out and SECRET not in out, out
+        [text] = hook.texts()
+        assert "halted cloud work: provider incident" in text
+        assert "`sovereign resume --scope cloud`" in text
+        # The same halt again the same day is the same news: not posted twice.
+        assert run(env, "halt", "--scope", "cloud", "--reason", "provider incident")[0] == 0
+        assert len(hook.texts()) == 1
+    finally:
+        hook.stop()
+
+
+def test_a_halt_with_the_webhook_down_says_so_and_still_halts(env: dict[str, str]) -> None:
+    hook = WebhookServer("fail").start()
+    try:
+        env = {**env, "SOVEREIGN_ALERT_WEBHOOK": hook.url}
+        code, out = run(env, "halt", "--reason", "fire drill")
+        assert code == 0 and out.startswith("halted all work: fire drill\n"), out
+        assert "is not sent yet (the webhook is slow or down)" in out and SECRET not in out
+        ledger = Ledger(env["SOVEREIGN_DATABASE_URL"])
+        try:
+            assert ledger.halt_state().names == ["all"]
+        finally:
+            ledger.close()
+    finally:
+        hook.stop()
