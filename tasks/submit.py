@@ -7,6 +7,7 @@ router asks the gate), and returns a handle carrying the task id and the decisio
 from __future__ import annotations
 
 import contextlib
+import functools
 import getpass
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -121,7 +122,9 @@ def submit(kind: str, prompt: str, *, app: Celery | None = None, **options: Any)
     return Handle(job.job_id, decision, queue, _async=async_result)
 
 
+@functools.cache
 def _os_user() -> str:
+    """The account this process runs as (it does not change while the process lives)."""
     try:
         return getpass.getuser()
     except (KeyError, OSError):

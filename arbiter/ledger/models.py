@@ -111,7 +111,7 @@ class Reservation(Base):
         CheckConstraint(_one_of("status", RESERVATION_STATUSES), name="status"),
         CheckConstraint("amount_nusd >= 0", name="amount"),
         Index("ix_reservations_task_attempt", "task_id", "attempt"),
-        # Budget facts sum the held rows on every decision: keep that scan small.
+        # The expiry sweep looks for held reservations past their time.
         Index(
             "ix_reservations_held",
             "status",
