@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,6 +15,15 @@ from arbiter.ledger.models import SentAlert, table
 from arbiter.ledger.windows import from_db
 
 _alerts = table(SentAlert)
+KEY_MAX = 255  # the key column's length
+
+
+def stored_key(key: str) -> str:
+    """``key`` as the table keeps it: as is when it fits, else its start and a digest of the
+    whole (a halt's key carries its reason, which may be long and in any script)."""
+    if len(key) <= KEY_MAX:
+        return key
+    return f"{key[: KEY_MAX - 41]}#{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +44,7 @@ def claim(conn: Connection, key: str, kind: str, text: str, now: datetime) -> bo
     """Record the message as being sent; False when its key was claimed before."""
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_alerts)
     statement = insert.values(
-        key=key, kind=kind, text=text, status="sending", attempts=0, created_at=now
+        key=stored_key(key), kind=kind, text=text, status="sending", attempts=0, created_at=now
     ).on_conflict_do_nothing(index_elements=[_alerts.c.key])
     # RETURNING, not rowcount: psycopg reports no rowcount for a skipped conflict.
     return conn.execute(statement.returning(_alerts.c.id)).first() is not None
@@ -55,7 +65,7 @@ def record(
     insert = (postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert)(_alerts)
     conn.execute(
         insert.values(
-            key=key,
+            key=stored_key(key),
             kind=kind,
             text=text,
             status="sent" if sent else "failed",
@@ -73,7 +83,7 @@ def finish(
     """Record how the posting of ``key`` ended."""
     conn.execute(
         update(_alerts)
-        .where(_alerts.c.key == key)
+        .where(_alerts.c.key == stored_key(key))
         .values(
             status="sent" if sent else "failed",
             attempts=attempts,

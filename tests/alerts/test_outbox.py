@@ -151,3 +151,22 @@ def test_what_a_decision_alerts() -> None:
     switch = _decision("halt", "system.halted", Fired("X", "Alert", {"message": "m"}))
     kinds = sorted(a.kind for a in from_decision("t7", "code", 1, switch, caps, day))
     assert kinds == ["alert", "halt"]
+
+
+def test_a_long_key_in_any_script_is_claimed_once(hook: WebhookServer, database_url: str) -> None:
+    # A halt's key carries its reason, which a person or a policy writes at any length.
+    led = Ledger(database_url)
+    led.upgrade()
+    try:
+        key = "halt:2026-03-10:operator:all:" + "供应商事故、所有云端工作暂停 🛑" * 20
+        other = key[:-1] + "!"  # the same long prefix, another reason
+        first, second = Outbox(hook.url, led), Outbox(hook.url, led)
+        assert first.deliver(Alert(key, "halt", "halted"))
+        assert not second.deliver(Alert(key, "halt", "halted again"))
+        assert second.deliver(Alert(other, "halt", "halted otherwise"))
+        assert hook.texts() == ["halted", "halted otherwise"]
+        records = led.recent_alerts()
+        assert sorted(r.status for r in records) == ["sent", "sent"]
+        assert all(len(r.key) <= 255 for r in records)
+    finally:
+        led.close()
