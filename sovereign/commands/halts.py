@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from arbiter.ledger.halts import SCOPES
-from arbiter.settings import load_settings
+from arbiter.settings import Settings, load_settings
 from sovereign import output
 from sovereign.commands.approvals import user
 
@@ -22,10 +22,10 @@ def register(group: click.Group) -> None:
         group.add_command(command)
 
 
-def _ledger() -> Any:
+def _ledger(settings: Settings | None = None) -> Any:
     from arbiter.ledger import Ledger
 
-    return Ledger.from_settings(load_settings())
+    return Ledger.from_settings(settings or load_settings())
 
 
 def _work(scope: str) -> str:
@@ -43,11 +43,13 @@ def _work(scope: str) -> str:
 @click.option("--reason", default="halted by an operator", show_default=True)
 def halt(scope: str, reason: str) -> None:
     """Turn the kill switch on: nothing new starts in the scope until `resume`."""
-    ledger = _ledger()
+    settings = load_settings()
+    ledger = _ledger(settings)
     who = user()
     in_flight = ledger.set_halt(scope, True, reason, who)
     output.say(f"halted {_work(scope)}: {reason}", colour="red")
-    _alert(ledger, scope, reason, who)
+    if settings.alert_webhook is not None:
+        _alert(settings.alert_webhook.get_secret_value(), ledger, scope, reason, who)
     if in_flight:
         ids = ", ".join(task_id for task_id, _, _ in in_flight)
         output.say(f"  {len(in_flight)} call(s) already in flight finish: {ids}")
@@ -78,19 +80,16 @@ def resume(scope: str | None) -> None:
         output.say(f"  still: {line}", colour="red")
 
 
-def _alert(ledger: Any, scope: str, reason: str, who: str) -> None:
-    """Tell the webhook, when one is configured, that an operator halted work; waits a few
-    seconds for the post, and says so when the webhook did not take it."""
-    settings = load_settings()
-    if settings.alert_webhook is None:
-        return
+def _alert(webhook: str, ledger: Any, scope: str, reason: str, who: str) -> None:
+    """Tell the webhook that an operator halted work; waits a few seconds for the post, and
+    says so when the webhook did not take it."""
     from arbiter.alerts import Alert, Outbox
 
     day = ledger.clock().astimezone(ledger.zone).date()
     text = (
         f"🛑 {who} halted {_work(scope)}: {reason}. `sovereign resume --scope {scope}` clears it."
     )
-    outbox = Outbox(settings.alert_webhook.get_secret_value(), ledger)
+    outbox = Outbox(webhook, ledger)
     outbox.put(Alert(f"halt:{day}:operator:{scope}:{reason}", "halt", text))
     if not outbox.flush(outbox.exit_wait_s) or outbox.failed:
         output.say(f"  the alert to {outbox.where} is not sent yet (the webhook is slow or down)")
